@@ -1,0 +1,19 @@
+"""Task adapters, one per task type, looked up by the task file's ``type``.
+
+Third parties add task types through the ``evalkit.adapters`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from evalkit.adapters.base import Adapter, TaskOutcome
+from evalkit.registry import Registry
+
+ADAPTERS: Registry[type[Adapter]] = Registry("task type", entry_point_group="evalkit.adapters")
+ADAPTERS.register_lazy("sts", "evalkit.adapters.sts:STSAdapter")
+
+
+def adapter_for(task_type: str) -> Adapter:
+    return ADAPTERS.get(task_type)()
+
+
+__all__ = ["ADAPTERS", "Adapter", "TaskOutcome", "adapter_for"]

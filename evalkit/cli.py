@@ -1,0 +1,49 @@
+"""The ``evalkit`` command: parses arguments and calls the library, nothing more.
+
+Each command lives in ``evalkit/commands/<name>.py``; heavy imports (torch,
+transformers, pandas) happen inside the commands that need them, so
+``evalkit --help`` and ``evalkit list`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from evalkit.errors import USAGE_EXIT_CODE, EvalkitError
+
+COMMANDS = ("run", "list", "report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evalkit", description="Evaluate and benchmark sentence encoders.")
+    sub = parser.add_subparsers(title="commands")
+    for name in COMMANDS:
+        importlib.import_module(f"evalkit.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return USAGE_EXIT_CODE
+    try:
+        return int(args.func(args))
+    except EvalkitError as exc:
+        print(f"evalkit: error: {exc.render()}", file=sys.stderr)
+        return USAGE_EXIT_CODE
+    except KeyboardInterrupt:
+        print("evalkit: interrupted; finished cells are saved, re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+def entrypoint() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,56 @@
+"""Encoder backends, looked up by name in one registry.
+
+Built-in backends are registered lazily (importing evalkit does not import torch);
+third parties add theirs through the ``evalkit.encoders`` entry-point group, with
+a value ``package.module:factory`` where ``factory(spec) -> Encoder``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from evalkit.encoders.base import Encoder, Role
+from evalkit.registry import Registry
+from evalkit.spec import EncoderSpec
+
+EncoderFactory = Callable[[EncoderSpec], Encoder]
+
+BACKENDS: Registry[EncoderFactory] = Registry("encoder backend", entry_point_group="evalkit.encoders")
+
+BACKENDS.register_lazy("hf", "evalkit.encoders.hf:HFEncoder")
+BACKENDS.register_lazy("hf-logits", "evalkit.encoders.logits:LogitsEncoder")
+BACKENDS.register_lazy("sbert", "evalkit.encoders.sbert:SBERTEncoder")
+BACKENDS.register_lazy("static", "evalkit.encoders.static:StaticEncoder")
+BACKENDS.register_lazy("tfidf", "evalkit.encoders.tfidf:TfidfEncoder")
+
+BACKEND_SUMMARIES = {
+    "hf": "Hugging Face AutoModel hidden states + pooling (mean, cls, max, first_last_avg, weighted_mean, last_token), any layer",
+    "hf-logits": "BASELINE: classifier-head logits as the vector (the tutorial recipe; untrained head, seeded)",
+    "sbert": "sentence-transformers model with its own pooling and normalisation",
+    "static": "static (model2vec-style) token embeddings, mean-pooled",
+    "tfidf": "lexical baseline: TF-IDF fitted on the task's texts, optional truncated SVD",
+}
+
+
+def check_spec(spec: EncoderSpec | str) -> EncoderSpec:
+    """Parse a spec and check that its backend exists, without loading anything heavy."""
+    parsed = EncoderSpec.parse(spec) if isinstance(spec, str) else spec
+    if parsed.backend not in BACKENDS:
+        BACKENDS.get(parsed.backend)  # raises with a "did you mean"
+    return parsed
+
+
+def share_key(spec: EncoderSpec) -> object:
+    """Encoders with equal share keys can run side by side on one model (one forward pass)."""
+    factory = BACKENDS.get(spec.backend)
+    key_fn = getattr(factory, "share_key", None)
+    return key_fn(spec) if key_fn is not None else ("solo", str(spec))
+
+
+def load_encoder(spec: EncoderSpec | str) -> Encoder:
+    """Build the encoder a spec names (loads the model)."""
+    parsed = check_spec(spec)
+    return BACKENDS.get(parsed.backend)(parsed)
+
+
+__all__ = ["BACKENDS", "Encoder", "EncoderSpec", "Role", "check_spec", "load_encoder", "share_key"]

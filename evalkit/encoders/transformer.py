@@ -1,0 +1,320 @@
+"""Loading and running a Hugging Face transformer, shared by the ``hf`` backends.
+
+The backbone yields every layer's hidden states per batch; poolings are applied
+afterwards, so one forward pass can serve any number of (pooling, layer) pairs.
+Texts are sorted by length and batched so padding stays small.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalkit import catalogue
+from evalkit.errors import ModelUnavailableError, SpecError
+from evalkit.spec import Options
+
+DTYPES = ("float32", "float16", "bfloat16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+COMMON_OPTIONS = {
+    "max_length": "truncate texts to this many tokens (default: the model's limit, at most 512)",
+    "batch_size": "texts per forward pass (default 32)",
+    "dtype": "float32 | float16 | bfloat16 (autocast on GPU)",
+    "device": "auto | cpu | cuda",
+    "revision": "hub revision (branch, tag or commit)",
+    "trust_remote_code": "run model code from the hub (off unless set)",
+    "allow_pickle": "allow .bin/.pt (pickle) weights; safetensors are preferred",
+}
+
+
+@dataclass
+class TokenStats:
+    """Running counts for throughput: real tokens and padded positions seen."""
+
+    real_tokens: int = 0
+    padded_tokens: int = 0
+    texts: int = 0
+    batches: int = 0
+
+    def add(self, real: int, padded: int, texts: int) -> None:
+        self.real_tokens += real
+        self.padded_tokens += padded
+        self.texts += texts
+        self.batches += 1
+
+
+@dataclass
+class LoadOptions:
+    """The options every transformer backend shares, parsed once."""
+
+    source: str
+    max_length: int | None
+    batch_size: int
+    dtype: str
+    device: str
+    revision: str | None
+    trust_remote_code: bool
+    allow_pickle: bool
+
+    @classmethod
+    def from_options(cls, model: str, opts: Options) -> LoadOptions:
+        batch = opts.integer("batch_size", 32)
+        if batch < 1:
+            raise SpecError(f"option 'batch_size' must be at least 1, got {batch}")
+        max_length = opts.optional("max_length")
+        return cls(
+            source=str(catalogue.resolve(model)),
+            max_length=opts.integer("max_length", 0) if max_length else None,
+            batch_size=batch,
+            dtype=opts.choice("dtype", "float32", DTYPES),
+            device=opts.choice("device", "auto", DEVICES),
+            revision=opts.optional("revision"),
+            trust_remote_code=opts.flag("trust_remote_code", False),
+            allow_pickle=opts.flag("allow_pickle", False),
+        )
+
+
+def pick_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise SpecError("device=cuda was asked for but torch sees no CUDA device")
+    return requested
+
+
+def check_weights_format(source: str, allow_pickle: bool) -> None:
+    """Refuse a local folder whose only weights are pickles, unless allowed."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return
+    safe = list(folder.glob("*.safetensors"))
+    pickled = [p for p in folder.glob("*") if p.suffix in {".bin", ".pt", ".pth", ".ckpt"}]
+    if not safe and pickled and not allow_pickle:
+        raise ModelUnavailableError(
+            f"model folder '{source}' holds only pickle weights ({pickled[0].name}); pickle can run code on load",
+            hint="convert it to safetensors, or add allow_pickle=true to the spec if you trust it",
+        )
+
+
+_HASHES: dict[tuple[str, int, float], str] = {}
+
+
+def weights_identity(source: str, revision: str | None) -> str:
+    """sha256 over the weight files of a local folder (memoised by size and mtime); else hub id@revision."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return f"hub:{source}@{revision or 'main'}"
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*")):
+        if path.suffix not in {".safetensors", ".bin", ".pt", ".pth", ".onnx"}:
+            continue
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime)
+        if key not in _HASHES:
+            file_hash = hashlib.sha256()
+            with path.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 22), b""):
+                    file_hash.update(chunk)
+            _HASHES[key] = file_hash.hexdigest()
+        digest.update(path.name.encode() + _HASHES[key].encode())
+    for name in ("config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json"):
+        path = folder / name
+        if path.exists():
+            digest.update(name.encode() + path.read_bytes())
+    return "sha256:" + digest.hexdigest()[:32]
+
+
+def load_pretrained(loader: Callable[..., Any], opts: LoadOptions, *, weights: str | None = "direct", **kwargs: Any) -> Any:
+    """Call a ``from_pretrained`` with evalkit's safety defaults and a clear offline error.
+
+    Unless pickle is allowed, safetensors are required: ``weights="direct"`` passes
+    ``use_safetensors`` to the loader, ``weights="model_kwargs"`` nests it the way
+    sentence-transformers wants, ``weights=None`` (tokenizers) loads no weights.
+    """
+    if weights is not None:
+        check_weights_format(opts.source, opts.allow_pickle)
+        if not opts.allow_pickle:
+            if weights == "direct":
+                kwargs["use_safetensors"] = True
+            else:
+                kwargs[weights] = {**kwargs.get(weights, {}), "use_safetensors": True}
+    try:
+        return loader(opts.source, revision=opts.revision, trust_remote_code=opts.trust_remote_code, **kwargs)
+    except OSError as exc:
+        if Path(opts.source).is_dir():
+            raise ModelUnavailableError(f"cannot load model from folder '{opts.source}': {exc}") from exc
+        raise catalogue.hub_failure(opts.source, exc) from exc
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise ModelUnavailableError(
+                f"model '{opts.source}' needs custom code", hint="add trust_remote_code=true to the spec if you trust it"
+            ) from exc
+        raise
+
+
+Head = Callable[[Any, Any], Any]  # (model output, attention mask) -> (batch, dim) tensor
+
+
+@dataclass
+class Backbone:
+    """A loaded tokenizer + model, run over length-sorted batches, shared by encoders.
+
+    Encoders register *heads* (a pooling at a layer, the logits, ...). A forward pass
+    computes every registered head at once and keeps the results no sibling has read
+    yet, so N poolings of one model cost one pass. Backbones are pooled by their load
+    options: two specs that differ only in pooling get the same object.
+    """
+
+    opts: LoadOptions
+    model: Any
+    tokenizer: Any
+    device: str
+    max_length: int
+    key: tuple[Any, ...] = ()
+    stats: TokenStats = field(default_factory=TokenStats)
+    heads: dict[Hashable, Head] = field(default_factory=dict)
+    users: int = 0
+    _pending: dict[tuple[str, Hashable], np.ndarray] = field(default_factory=dict)
+    _identity: str | None = None
+
+    @classmethod
+    def shared(cls, opts: LoadOptions, model_class: str = "AutoModel", seed: int | None = None, **kwargs: Any) -> Backbone:
+        """The live backbone for these options, loading it on first use."""
+        key = (model_class, seed, tuple(sorted(opts.__dict__.items())), tuple(sorted(kwargs.items())))
+        backbone = _LIVE.get(key)
+        if backbone is None or backbone.model is None:
+            if seed is not None:
+                import torch
+
+                torch.manual_seed(seed)  # heads missing from the checkpoint are initialised in from_pretrained
+            backbone = cls.load(opts, model_class, **kwargs)
+            backbone.key = key
+            _LIVE[key] = backbone
+        backbone.users += 1
+        return backbone
+
+    @classmethod
+    def load(cls, opts: LoadOptions, model_class: str = "AutoModel", **kwargs: Any) -> Backbone:
+        import torch
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+        tokenizer = load_pretrained(transformers.AutoTokenizer.from_pretrained, opts, weights=None)
+        device = pick_device(opts.device)
+        model = load_pretrained(getattr(transformers, model_class).from_pretrained, opts, **kwargs)
+        model.eval()
+        model.to(device)
+        if opts.dtype != "float32" and device == "cpu":
+            model.to(getattr(torch, opts.dtype))
+        limit = getattr(tokenizer, "model_max_length", 512) or 512
+        max_length = opts.max_length or min(int(limit), 512)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        return cls(opts, model, tokenizer, device, max_length)
+
+    def identity(self) -> str:
+        if self._identity is None:
+            self._identity = weights_identity(self.opts.source, self.opts.revision)
+        return self._identity
+
+    def fingerprint(self) -> dict[str, str]:
+        return {
+            "weights": self.identity(),
+            "tokenizer": type(self.tokenizer).__name__ + f":{len(self.tokenizer)}",
+            "max_length": str(self.max_length),
+            "dtype": self.opts.dtype,
+        }
+
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, add_special_tokens=True)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    def batches(self, texts: Sequence[str]) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+        """Yield (original indices, tokenised batch) in length order: short padding, same results."""
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        for start in range(0, len(order), self.opts.batch_size):
+            idx = order[start : start + self.opts.batch_size]
+            batch = self.tokenizer(
+                [texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
+            yield idx, batch
+
+    def register(self, key: Hashable, head: Head) -> None:
+        self.heads[key] = head
+
+    def encode(self, texts: Sequence[str], key: Hashable) -> np.ndarray:
+        """The output of head ``key`` for ``texts``: from a sibling's pass if one ran, else a new pass."""
+        digest = _digest(texts)
+        if (digest, key) not in self._pending:
+            siblings = len(self.heads) > 1
+            for head_key, matrix in self.forward(texts, list(self.heads)).items():
+                if siblings or head_key == key:
+                    self._pending[(digest, head_key)] = matrix
+        return self._pending.pop((digest, key))
+
+    def forward(self, texts: Sequence[str], keys: Sequence[Hashable]) -> dict[Hashable, np.ndarray]:
+        """One pass over ``texts`` under inference mode (autocast on GPU), every head in ``keys``."""
+        import torch
+
+        outputs: dict[Hashable, np.ndarray] = {}
+        for idx, batch in self.batches(texts):
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            mask = batch["attention_mask"]
+            self.stats.add(int(mask.sum()), int(mask.numel()), len(idx))
+            with torch.inference_mode(), self._autocast():
+                out = self.model(**batch, output_hidden_states=True)
+                for key in keys:
+                    pooled = self.heads[key](out, mask).float().cpu().numpy()
+                    if key not in outputs:
+                        outputs[key] = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
+                    outputs[key][idx] = pooled
+        return outputs
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        import torch
+
+        if self.opts.dtype == "float32" or self.device == "cpu":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device, dtype=getattr(torch, self.opts.dtype))
+
+    def release(self, key: Hashable) -> None:
+        """An encoder is done: drop its head; free the model when nobody uses it."""
+        self.heads.pop(key, None)
+        self._pending = {k: v for k, v in self._pending.items() if k[1] != key}
+        self.users -= 1
+        if self.users > 0:
+            return
+        import gc
+
+        _LIVE.pop(self.key, None)
+        self.model = None
+        self._pending.clear()
+        gc.collect()
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+_LIVE: dict[tuple[Any, ...], Backbone] = {}
+
+
+def _digest(texts: Sequence[str]) -> str:
+    digest = hashlib.sha1()
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
+    return digest.hexdigest()

@@ -1,0 +1,46 @@
+"""The machine and software a result was produced on, recorded in every result file."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+from typing import Any
+
+PACKAGES = ("evalkit", "torch", "transformers", "sentence-transformers", "model2vec", "scikit-learn", "numpy", "scipy", "mteb")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "packages": versions,
+        "gpu": None,
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        env["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            env["gpu"] = {"name": props.name, "memory_bytes": int(props.total_memory), "cuda": torch.version.cuda}
+    return env

@@ -1,0 +1,134 @@
+"""A cell is one (encoder, task, split); evaluating it yields one CellResult.
+
+Executors differ only in where cells run; what a cell does is defined once here.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from evalkit.adapters import adapter_for
+from evalkit.environment import environment
+from evalkit.errors import EvalkitError
+from evalkit.results.schema import CellResult, config_hash
+from evalkit.spec import EncoderSpec
+from evalkit.taskspec import TaskSpec
+from evalkit.throughput import MeteredEncoder
+
+SEEDS = {"global": 0}
+
+
+@dataclass(frozen=True)
+class Cell:
+    encoder: EncoderSpec
+    task: TaskSpec
+    split: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.encoder} × {self.task.name}/{self.split}"
+
+    def config(self) -> dict[str, object]:
+        """Everything that defines this cell's result; a stored result with another hash is redone."""
+        files = sorted({str(p) for group in self.task.files.values() for p in group})
+        return {
+            "encoder": str(self.encoder),
+            "task": self.task.name,
+            "split": self.split,
+            "task_file": _file_digest(self.task.source) if self.task.source else "",
+            "data": [_file_digest(Path(p)) for p in files],
+            "seeds": SEEDS,
+        }
+
+    def config_hash(self) -> str:
+        return config_hash(self.config())
+
+
+@functools.lru_cache(maxsize=1024)
+def _digest_cached(path: str, size: int, mtime: float) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError:
+        return "missing"
+    return _digest_cached(str(path), stat.st_size, stat.st_mtime)
+
+
+def plan(encoders: Sequence[EncoderSpec], tasks: Sequence[TaskSpec], split: str | None = None) -> list[Cell]:
+    """Every encoder on every task (encoder-major, so each model loads once)."""
+    return [Cell(e, t, split or t.split) for e in encoders for t in tasks]
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def header(cell: Cell) -> dict[str, object]:
+    """The fields every result of this cell has, whether it succeeds or fails."""
+    try:
+        metric = cell.task.main_score or adapter_for(cell.task.type).main_metric
+    except EvalkitError:
+        metric = cell.task.main_score or "main"
+    return {
+        "encoder": str(cell.encoder),
+        "task": cell.task.name,
+        "task_type": cell.task.type,
+        "split": cell.split,
+        "main_metric": metric,
+        "config_hash": cell.config_hash(),
+        "seeds": SEEDS,
+    }
+
+
+def evaluate_cell(encoder: MeteredEncoder, cell: Cell) -> CellResult:
+    """Score one cell; a failure becomes a 'failed' result with its error, not an exception."""
+    encoder.reset()
+    base = header(cell)
+    try:
+        outcome = adapter_for(cell.task.type).evaluate(encoder, cell.task, cell.split)
+    except Exception as exc:  # one bad cell must not stop the matrix
+        return failed(cell, exc)
+    metric = str(base["main_metric"])
+    if metric not in outcome.scores:
+        return failed(cell, EvalkitError(f"task declares main_score '{metric}', which the adapter does not report"))
+    throughput = encoder.reset()
+    return CellResult(
+        **base,  # type: ignore[arg-type]
+        main_score=outcome.scores[metric],
+        scores=dict(outcome.scores),
+        n_units=outcome.n_units,
+        units=dict(outcome.units),
+        details=dict(outcome.details),
+        throughput=throughput.as_dict(),
+        environment=environment(),
+        encoder_fingerprint=encoder.fingerprint(),
+        created_at=now(),
+    )
+
+
+def failed(cell: Cell, exc: BaseException) -> CellResult:
+    message = exc.render() if isinstance(exc, EvalkitError) else f"{type(exc).__name__}: {exc}"
+    detail = "" if isinstance(exc, EvalkitError) else traceback.format_exc(limit=8)
+    return CellResult(
+        **header(cell),  # type: ignore[arg-type]
+        main_score=None,
+        scores={},
+        status="failed",
+        error=message,
+        details={"traceback": detail} if detail else {},
+        environment=environment(),
+        created_at=now(),
+    )

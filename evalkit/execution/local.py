@@ -1,0 +1,84 @@
+"""The local executor: one process; each model loaded once for all its tasks.
+
+Encoders that share a model (an ``hf`` pooling sweep, both ``hf-logits`` reductions)
+are loaded together and run task by task, so each task's texts go through the
+model once whatever the number of poolings.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from collections.abc import Sequence
+
+from evalkit.encoders import load_encoder, share_key
+from evalkit.execution.cells import Cell, evaluate_cell, failed
+from evalkit.results.schema import CellResult
+from evalkit.results.store import ResultStore
+from evalkit.spec import EncoderSpec
+from evalkit.throughput import MeteredEncoder
+
+
+def pending(cells: Sequence[Cell], store: ResultStore, overwrite: bool = False) -> tuple[list[Cell], list[CellResult]]:
+    """Split cells into those still to run and the finished results that match their configuration."""
+    todo, done = [], []
+    for cell in cells:
+        existing = None if overwrite else store.get(str(cell.encoder), cell.task.name, cell.split)
+        if existing is not None and existing.ok and existing.config_hash == cell.config_hash():
+            done.append(existing)
+        else:
+            todo.append(cell)
+    return todo, done
+
+
+def sharing_groups(cells: Sequence[Cell]) -> list[list[Cell]]:
+    """Cells grouped by the model they run on, in first-seen order."""
+    groups: dict[object, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(share_key(cell.encoder), []).append(cell)
+    return list(groups.values())
+
+
+def run_local(cells: Sequence[Cell], store: ResultStore, *, overwrite: bool = False, progress: bool = True) -> list[CellResult]:
+    """Run every cell not already done; write each result as soon as it exists."""
+    from tqdm.auto import tqdm
+
+    todo, results = pending(cells, store, overwrite)
+    bar = tqdm(total=len(cells), initial=len(results), desc="cells", unit="cell", disable=not progress, file=sys.stderr)
+
+    def finish(result: CellResult) -> None:
+        store.write(result)
+        results.append(result)
+        bar.update()
+
+    for group in sharing_groups(todo):
+        encoders: dict[EncoderSpec, MeteredEncoder] = {}
+        try:
+            for spec in dict.fromkeys(c.encoder for c in group):
+                bar.set_postfix_str(f"loading {spec}")
+                try:
+                    encoders[spec] = MeteredEncoder(load_encoder(spec), device=_device())
+                except Exception as exc:  # a model that will not load fails its cells, not the run
+                    for cell in (c for c in group if c.encoder == spec):
+                        finish(failed(cell, exc))
+            for cell in sorted((c for c in group if c.encoder in encoders), key=lambda c: _task_order(group, c)):
+                bar.set_postfix_str(cell.label)
+                finish(evaluate_cell(encoders[cell.encoder], cell))
+        finally:
+            for encoder in encoders.values():
+                encoder.close()
+            encoders.clear()
+            gc.collect()
+    bar.close()
+    return results
+
+
+def _task_order(group: list[Cell], cell: Cell) -> int:
+    """Task-major inside a sharing group, so siblings read each other's forward pass at once."""
+    names = list(dict.fromkeys((c.task.name, c.split) for c in group))
+    return names.index((cell.task.name, cell.split))
+
+
+def _device() -> str:
+    torch = sys.modules.get("torch")
+    return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
