@@ -31,14 +31,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return USAGE_EXIT_CODE
+    from evalkit.signals import SIGINT_EXIT_CODE, Terminated, graceful_termination
+
     try:
-        return int(args.func(args))
+        with graceful_termination():
+            return int(args.func(args))
     except EvalkitError as exc:
         print(f"evalkit: error: {exc.render()}", file=sys.stderr)
         return USAGE_EXIT_CODE
-    except KeyboardInterrupt:
-        print("evalkit: interrupted; finished cells are saved, re-run the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM raised as Terminated
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"evalkit: {what}; finished cells are saved, re-run the same command to resume", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, Terminated) else SIGINT_EXIT_CODE
 
 
 def entrypoint() -> None:

@@ -39,6 +39,8 @@ class EncoderSpec:
         except ValueError as exc:
             raise SpecError(f"encoder spec {text!r}: malformed options {query!r}", hint="use key=value&key=value") from exc
         for key, value in pairs:
+            if not key:
+                raise SpecError(f"encoder spec {text!r}: malformed options {query!r} (empty key)", hint="use key=value&key=value")
             if key in options:
                 raise SpecError(f"encoder spec {text!r} sets option '{key}' twice")
             options[key] = value

@@ -68,8 +68,7 @@ def load_task_file(path: Path) -> TaskSpec:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        raise DataError(f"task file is not valid TOML: {exc}", path=path, line=line) from None
+        raise DataError(f"task file is not valid TOML: {exc}", path=path, line=_toml_line(exc)) from None
     except UnicodeDecodeError:
         raise DataError("task file is not UTF-8 text", path=path) from None
     unknown = sorted(set(raw) - TOP_LEVEL_KEYS)
@@ -104,6 +103,14 @@ def load_task_file(path: Path) -> TaskSpec:
         main_score=raw.get("main_score"),
         source=path.resolve(),
     )
+
+
+def _toml_line(exc: tomllib.TOMLDecodeError) -> int | None:
+    """Python 3.11's TOMLDecodeError has the line only in its message: '(at line 3, column 9)'."""
+    import re
+
+    match = re.search(r"at line (\d+)", str(exc))
+    return int(match.group(1)) if match else getattr(exc, "lineno", None)
 
 
 def task_dirs(extra: Iterable[Path] = ()) -> list[Path]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.defaults import DEFAULT_OUTPUT
+from evalkit.errors import EvalkitError
 
 
 def register(sub: Any) -> None:
@@ -17,36 +18,55 @@ def register(sub: Any) -> None:
     run.add_argument("-o", "--output", type=Path, default=Path(DEFAULT_OUTPUT), help=f"results folder (default {DEFAULT_OUTPUT})")
     run.add_argument("--split", help="evaluate this split instead of each task's default")
     run.add_argument("--tasks-dir", action="append", default=[], type=Path, help="extra folder of task files")
-    run.add_argument("--overwrite", action="store_true", help="redo cells that already have a result")
+    again = run.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume", dest="overwrite", action="store_false", help="skip cells that already have a valid result for the same configuration (default)"
+    )
+    again.add_argument("--overwrite", dest="overwrite", action="store_true", help="redo cells that already have a result")
+    run.set_defaults(overwrite=False)
+    run.add_argument("--executor", choices=("local", "ray"), default="local", help="where cells run: this process (default) or a Ray cluster")
+    run.add_argument("--address", metavar="ADDR", help="Ray cluster to join (e.g. auto or HOST:6379); default: start a local one")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-report", action="store_true", help="do not print the table at the end")
     run.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    from evalkit.adapters import adapter_for
     from evalkit.defaults import DEFAULT_ENCODERS, DEFAULT_TASKS
     from evalkit.encoders import check_spec
+    from evalkit.execution.cells import check_task
     from evalkit.taskspec import TaskIndex
 
     specs = list(dict.fromkeys(check_spec(s) for s in (args.encoder or DEFAULT_ENCODERS)))
     index = TaskIndex(args.tasks_dir)
     tasks = [index.get(t) for t in (args.task or DEFAULT_TASKS)]
-    for task in tasks:  # validate every task before any model loads
-        adapter = adapter_for(task.type)
-        adapter.validate(task)
-        task.files_for(args.split or task.split)
+    if args.address and args.executor != "ray":
+        raise EvalkitError("--address names a Ray cluster; it needs --executor ray", field="--address")
+    for task in tasks:  # validate every task and read its data before any model loads: bad input is exit 2
+        check_task(task, args.split or task.split)
     from evalkit.execution import plan, run_local
+    from evalkit.execution.lock import ResultsLock
     from evalkit.results import ResultStore
 
     store = ResultStore(args.output)
-    results = run_local(plan(specs, tasks, args.split), store, overwrite=args.overwrite, progress=not args.no_progress)
-    failures = [r for r in results if not r.ok]
-    for result in failures:
-        print(f"evalkit: cell failed: {result.encoder} × {result.task}: {result.error}", file=sys.stderr)
-    if not args.no_report:
-        from evalkit.commands.report import show
+    cells = plan(specs, tasks, args.split)
+    with ResultsLock(args.output):
+        store.sweep_temporary()  # left by a run that was killed mid-write
+        if args.executor == "ray":
+            from evalkit.execution.ray import run_ray
 
-        show(results, args.output)
+            results = run_ray(cells, store, overwrite=args.overwrite, progress=not args.no_progress, address=args.address)
+        else:
+            results = run_local(cells, store, overwrite=args.overwrite, progress=not args.no_progress)
+        failures = [r for r in results if not r.ok]
+        for result in failures:
+            print(f"evalkit: cell failed: {result.encoder} × {result.task}: {result.error}", file=sys.stderr)
+        if not args.no_report:
+            from evalkit.commands.report import show
+
+            try:
+                show(results, args.output)
+            except OSError as exc:  # disk full while writing the leaderboard: the cells are saved
+                raise EvalkitError(f"cannot write the report ({exc.strerror or exc})", path=args.output) from None
     print(f"results: {args.output}/ ({len(results) - len(failures)} ok, {len(failures)} failed)", file=sys.stderr)
     return 1 if failures else 0

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from evalkit.encoders.base import Encoder, Role
 from evalkit.registry import Registry
-from evalkit.spec import EncoderSpec
+from evalkit.spec import EncoderSpec, Options
 
 EncoderFactory = Callable[[EncoderSpec], Encoder]
 
@@ -33,10 +33,19 @@ BACKEND_SUMMARIES = {
 
 
 def check_spec(spec: EncoderSpec | str) -> EncoderSpec:
-    """Parse a spec and check that its backend exists, without loading anything heavy."""
+    """Parse a spec and check its backend and options before any model loads.
+
+    A backend may declare ``OPTIONS`` (name -> help) and a ``check_options(Options)``
+    static method; both run here so a typo costs no model load.
+    """
     parsed = EncoderSpec.parse(spec) if isinstance(spec, str) else spec
-    if parsed.backend not in BACKENDS:
-        BACKENDS.get(parsed.backend)  # raises with a "did you mean"
+    factory = BACKENDS.get(parsed.backend)  # raises with a "did you mean"
+    allowed = getattr(factory, "OPTIONS", None)
+    if allowed is not None:
+        opts = Options(parsed, allowed)
+        check = getattr(factory, "check_options", None)
+        if check is not None:
+            check(opts)
     return parsed
 
 

@@ -52,13 +52,19 @@ class HFEncoder:
         self.pooling = poolings.POOLINGS.get(self.opts.text("pooling", "mean"))
         self.layer = self.opts.integer("layer", -1)
         self.backbone = Backbone.shared(LoadOptions.from_options(spec.model, self.opts))
+        fn, layer = self.pooling.fn, self.layer
+        self.head = ("pool", self.pooling.name, self.layer, prompt_key(spec))
+        self.backbone.register(self.head, lambda out, mask: fn(out.hidden_states, mask, layer))
         n_layers = int(getattr(self.backbone.model.config, "num_hidden_layers", 0) or 0)
         if n_layers and not -(n_layers + 1) <= self.layer <= n_layers:
             self.close()
             raise SpecError(f"layer={self.layer} is out of range for '{spec.model}', which has layers 0..{n_layers}")
-        fn, layer = self.pooling.fn, self.layer
-        self.head = ("pool", self.pooling.name, self.layer, prompt_key(spec))
-        self.backbone.register(self.head, lambda out, mask: fn(out.hidden_states, mask, layer))
+
+    @staticmethod
+    def check_options(opts: Options) -> None:
+        poolings.POOLINGS.get(opts.text("pooling", "mean"))
+        opts.integer("layer", -1)
+        LoadOptions.check(opts)
 
     @staticmethod
     def share_key(spec: EncoderSpec) -> object:

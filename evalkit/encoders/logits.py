@@ -49,6 +49,13 @@ class LogitsEncoder:
         self.backbone.register(self.head, lambda out, _mask: out.logits.float().mean(dim=1, keepdim=True) if reduce else out.logits.float())
 
     @staticmethod
+    def check_options(opts: Options) -> None:
+        opts.choice("reduce", "none", ("none", "mean"))
+        opts.integer("seed", 0)
+        opts.integer("num_labels", 2)
+        LoadOptions.check(opts)
+
+    @staticmethod
     def share_key(spec: EncoderSpec) -> object:
         return ("hf-logits", spec.without("reduce", *PROMPT_OPTIONS))
 

@@ -20,6 +20,8 @@ from evalkit.spec import EncoderSpec, Options
 class SBERTEncoder:
     OPTIONS = {**PROMPT_OPTIONS, **COMMON_OPTIONS, "normalize": "L2-normalise the output (default: as the model says)"}
 
+    check_options = staticmethod(LoadOptions.check)
+
     def __init__(self, spec: EncoderSpec) -> None:
         from sentence_transformers import SentenceTransformer
 

@@ -63,11 +63,22 @@ class LoadOptions:
     trust_remote_code: bool
     allow_pickle: bool
 
+    @staticmethod
+    def check(opts: Options) -> None:
+        """Validate the shared options without resolving the model (cheap, for up-front checks)."""
+        if opts.integer("batch_size", 32) < 1:
+            raise SpecError(f"option 'batch_size' must be at least 1 (in spec {str(opts.spec)!r})")
+        if opts.integer("max_length", 0) < 0:
+            raise SpecError(f"option 'max_length' must be positive (in spec {str(opts.spec)!r})")
+        opts.choice("dtype", "float32", DTYPES)
+        opts.choice("device", "auto", DEVICES)
+        opts.flag("trust_remote_code", False)
+        opts.flag("allow_pickle", False)
+
     @classmethod
     def from_options(cls, model: str, opts: Options) -> LoadOptions:
+        cls.check(opts)
         batch = opts.integer("batch_size", 32)
-        if batch < 1:
-            raise SpecError(f"option 'batch_size' must be at least 1, got {batch}")
         max_length = opts.optional("max_length")
         return cls(
             source=str(catalogue.resolve(model)),

@@ -93,9 +93,40 @@ def header(cell: Cell) -> dict[str, object]:
     }
 
 
+def check_task(task: TaskSpec, split: str) -> None:
+    """Validate a task's settings and read its data for ``split``, before any model loads.
+
+    Bad input (a malformed file, a duplicate id, a score out of range) then stops the
+    run with exit code 2 and no result files, instead of surfacing as one failed cell
+    per encoder after minutes of model loading; failures left to ``evaluate_cell``
+    are the ones that only happen at run time (out of memory, a model that breaks).
+    """
+    adapter = adapter_for(task.type)
+    adapter.validate(task)
+    task.files_for(split)
+    load = getattr(adapter, "load", None)
+    if callable(load):
+        load(task, split)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every generator a cell may touch, so the same run twice gives bit-identical scores."""
+    import random
+    import sys
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
 def evaluate_cell(encoder: MeteredEncoder, cell: Cell) -> CellResult:
     """Score one cell; a failure becomes a 'failed' result with its error, not an exception."""
     encoder.reset()
+    seed_everything(SEEDS["global"])
     base = header(cell)
     try:
         outcome = adapter_for(cell.task.type).evaluate(encoder, cell.task, cell.split)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from evalkit.encoders import load_encoder, share_key
 from evalkit.execution.cells import Cell, evaluate_cell, failed
@@ -45,35 +45,41 @@ def run_local(cells: Sequence[Cell], store: ResultStore, *, overwrite: bool = Fa
 
     todo, results = pending(cells, store, overwrite)
     bar = tqdm(total=len(cells), initial=len(results), desc="cells", unit="cell", disable=not progress, file=sys.stderr)
-
-    def finish(result: CellResult) -> None:
-        store.write(result)
-        results.append(result)
-        bar.update()
-
     for group in sharing_groups(todo):
-        encoders: dict[EncoderSpec, MeteredEncoder] = {}
-        try:
-            for spec in dict.fromkeys(c.encoder for c in group):
-                bar.set_postfix_str(f"loading {spec}")
-                try:
-                    encoders[spec] = MeteredEncoder(load_encoder(spec), device=_device())
-                except Exception as exc:  # a model that will not load fails its cells, not the run
-                    for cell in (c for c in group if c.encoder == spec):
-                        finish(failed(cell, exc))
-            for cell in sorted((c for c in group if c.encoder in encoders), key=lambda c: _task_order(group, c)):
-                bar.set_postfix_str(cell.label)
-                finish(evaluate_cell(encoders[cell.encoder], cell))
-        finally:
-            for encoder in encoders.values():
-                encoder.close()
-            encoders.clear()
-            gc.collect()
+        for result in run_group(group, status=bar.set_postfix_str):
+            store.write(result)
+            results.append(result)
+            bar.update()
     bar.close()
     return results
 
 
-def _task_order(group: list[Cell], cell: Cell) -> int:
+def run_group(group: Sequence[Cell], status: Callable[[str], object] = lambda _: None) -> Iterator[CellResult]:
+    """Load the group's model(s) once, yield each cell's result as soon as it exists, then release them.
+
+    The unit of work of every executor: the local one runs groups in turn, the Ray
+    one runs each group as a Ray task on some worker.
+    """
+    encoders: dict[EncoderSpec, MeteredEncoder] = {}
+    try:
+        for spec in dict.fromkeys(c.encoder for c in group):
+            status(f"loading {spec}")
+            try:
+                encoders[spec] = MeteredEncoder(load_encoder(spec), device=_device())
+            except Exception as exc:  # a model that will not load fails its cells, not the run
+                for cell in (c for c in group if c.encoder == spec):
+                    yield failed(cell, exc)
+        for cell in sorted((c for c in group if c.encoder in encoders), key=lambda c: _task_order(group, c)):
+            status(cell.label)
+            yield evaluate_cell(encoders[cell.encoder], cell)
+    finally:
+        for encoder in encoders.values():
+            encoder.close()
+        encoders.clear()
+        gc.collect()
+
+
+def _task_order(group: Sequence[Cell], cell: Cell) -> int:
     """Task-major inside a sharing group, so siblings read each other's forward pass at once."""
     names = list(dict.fromkeys((c.task.name, c.split) for c in group))
     return names.index((cell.task.name, cell.split))

@@ -67,6 +67,21 @@ class CellResult:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    def comparable(self) -> dict[str, Any]:
+        """The fields two runs of the same cell must agree on: all but when, how fast and on which process.
+
+        A resumed, a Ray and an uninterrupted run write the same result in this sense;
+        ``created_at``, ``throughput`` and ``environment`` (torch thread count differs
+        in a Ray worker) are measurements of the run, not of the encoder.
+        """
+        data = asdict(self)
+        for key in VOLATILE_FIELDS:
+            data.pop(key, None)
+        return data
+
+
+VOLATILE_FIELDS = ("created_at", "throughput", "environment")
+
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "schema_version": (int,),

@@ -50,8 +50,24 @@ class ResultStore:
 
     def write(self, result: CellResult) -> Path:
         path = self.path_for(result.encoder, result.task, result.split)
-        atomic_write(path, result.to_json())
+        try:
+            atomic_write(path, result.to_json())
+        except OSError as exc:  # disk full, quota, read-only: the run stops; finished cells stay whole
+            raise DataError(
+                f"cannot write result file ({exc.strerror or exc})",
+                path=path,
+                hint="free space or fix permissions, then re-run the same command to resume",
+            ) from None
         return path
+
+    def sweep_temporary(self) -> list[Path]:
+        """Delete temporary files a killed run left behind (call only while holding the folder lock)."""
+        if not self.root.is_dir():
+            return []
+        stale = [p for p in self.root.rglob(".*.tmp") if p.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     def get(self, encoder: str, task: str, split: str) -> CellResult | None:
         """The stored result for a cell, or None if absent or unreadable (it will be redone)."""
