@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from evalkit.errors import USAGE_EXIT_CODE, EvalkitError
 
-COMMANDS = ("run", "list", "report")
+COMMANDS = ("run", "list", "report", "gate", "mteb", "bench", "cache")
 
 
 def build_parser() -> argparse.ArgumentParser:

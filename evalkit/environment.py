@@ -40,7 +40,13 @@ def environment() -> dict[str, Any]:
     torch = sys.modules.get("torch")
     if torch is not None:
         env["torch_threads"] = torch.get_num_threads()
+        env["torch_cuda"] = torch.version.cuda  # the CUDA the wheel was built for (None: CPU build)
         if torch.cuda.is_available():
             props = torch.cuda.get_device_properties(0)
-            env["gpu"] = {"name": props.name, "memory_bytes": int(props.total_memory), "cuda": torch.version.cuda}
+            env["gpu"] = {
+                "name": props.name,
+                "memory_bytes": int(props.total_memory),
+                "cuda": torch.version.cuda,
+                "count": torch.cuda.device_count(),
+            }
     return env

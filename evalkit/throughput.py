@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.cache import CachedEncoder, EmbeddingCache
 from evalkit.encoders.base import CorpusFitted, Encoder, Role
 
 
@@ -80,46 +81,89 @@ def peak_memory(interval: float = 0.005) -> Iterator[dict[str, int]]:
 
 @dataclass
 class Throughput:
-    """What one (encoder, task) cell cost to encode."""
+    """What one (encoder, task) cell cost to encode.
+
+    Only texts the model itself encoded count towards the speeds: vectors served by
+    the embedding cache are reported as ``cached_sentences``, and an ``hf`` pooling
+    whose vectors came from a sibling's forward pass has ``shared_forward_pass`` set;
+    in both cases there is no model speed to report, so the speeds are null.
+    """
 
     encode_seconds: float = 0.0
     sentences: int = 0
     tokens: int = 0
+    padded_tokens: int = 0
+    forward_batches: int = 0
     peak_memory_bytes: int = 0
     device: str = "cpu"
     calls: int = 0
+    cached_sentences: int = 0
     latencies: list[float] = field(default_factory=list)
 
     @property
-    def sentences_per_second(self) -> float:
-        return self.sentences / self.encode_seconds if self.encode_seconds else 0.0
+    def measured(self) -> bool:
+        """Whether this cell's own forward passes were timed (not only cache hits or a sibling's pass)."""
+        return self.sentences > 0 and self.encode_seconds > 0 and not self.shared_forward_pass
 
     @property
-    def tokens_per_second(self) -> float:
-        return self.tokens / self.encode_seconds if self.encode_seconds else 0.0
+    def shared_forward_pass(self) -> bool:
+        return self.sentences > 0 and self.padded_tokens == 0 and self.forward_batches == 0 and self._backbone
+
+    _backbone: bool = False
+
+    @property
+    def sentences_per_second(self) -> float | None:
+        return self.sentences / self.encode_seconds if self.measured else None
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return self.tokens / self.encode_seconds if self.measured else None
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("latencies")
-        data["sentences_per_second"] = round(self.sentences_per_second, 3)
-        data["tokens_per_second"] = round(self.tokens_per_second, 3)
+        data.pop("_backbone")
+        total = self.sentences + self.cached_sentences
+        data["cached_fraction"] = round(self.cached_sentences / total, 6) if total else 0.0
+        data["shared_forward_pass"] = self.shared_forward_pass
+        data["padding_efficiency"] = round(self.tokens / self.padded_tokens, 6) if self.padded_tokens else None
+        data["sentences_per_second"] = None if self.sentences_per_second is None else round(self.sentences_per_second, 3)
+        data["tokens_per_second"] = None if self.tokens_per_second is None else round(self.tokens_per_second, 3)
         data["encode_seconds"] = round(self.encode_seconds, 6)
         return data
 
 
 class MeteredEncoder:
-    """An Encoder that measures the one it wraps; adapters cannot tell the difference."""
+    """An Encoder that measures the one it wraps; adapters cannot tell the difference.
 
-    def __init__(self, inner: Encoder, device: str = "cpu") -> None:
+    With an embedding ``cache``, lookups happen in front of the meter, so only the
+    texts the model really encodes are timed and the rest are counted as cached.
+    """
+
+    def __init__(self, inner: Encoder, device: str = "cpu", cache: EmbeddingCache | None = None) -> None:
         self.inner = inner
         self.spec = inner.spec
         self.meter = Throughput(device=device)
+        self.cached: CachedEncoder | None = None
+        if cache is not None:
+            front = cache.wrap(_Measured(self), device)
+            self.cached = front if isinstance(front, CachedEncoder) else None
 
     def reset(self) -> Throughput:
         done, self.meter = self.meter, Throughput(device=self.meter.device)
+        if self.cached is not None:
+            done.cached_sentences = int(self.cached.reset_counts()["cached_sentences"])
         return done
 
     def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
+        if self.cached is not None:
+            return self.cached.encode(texts, role)
+        return self.measure(texts, role)
+
+    def measure(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
+        """Encode with the wrapped encoder, timing it and counting its tokens and forward batches."""
+        stats = getattr(getattr(self.inner, "backbone", None), "stats", None)
+        before = (stats.batches, stats.padded_tokens, stats.real_tokens) if stats is not None else (0, 0, 0)
         with peak_memory() as memory:
             synchronize()
             start = time.perf_counter()
@@ -130,13 +174,40 @@ class MeteredEncoder:
         self.meter.latencies.append(elapsed)
         self.meter.calls += 1
         self.meter.sentences += len(texts)
-        self.meter.tokens += self.inner.count_tokens(texts)
         self.meter.peak_memory_bytes = max(self.meter.peak_memory_bytes, memory["peak"])
+        if stats is not None and stats.batches > before[0]:  # the backbone counted the tokens it ran: no second tokenisation
+            self.meter.forward_batches += stats.batches - before[0]
+            self.meter.padded_tokens += stats.padded_tokens - before[1]
+            self.meter.tokens += stats.real_tokens - before[2]
+        else:
+            self.meter.tokens += self.inner.count_tokens(texts)
+        self.meter._backbone = self.meter._backbone or stats is not None
         return vectors
 
     def fit(self, texts: Sequence[str]) -> None:
         if isinstance(self.inner, CorpusFitted):
             self.inner.fit(texts)
+
+    def fingerprint(self) -> dict[str, str]:
+        return self.inner.fingerprint()
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return self.inner.count_tokens(texts)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _Measured:
+    """The meter seen as an Encoder, so the cache sends it only the texts it misses."""
+
+    def __init__(self, meter: MeteredEncoder) -> None:
+        self.meter = meter
+        self.inner = meter.inner
+        self.spec = meter.spec
+
+    def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
+        return self.meter.measure(texts, role)
 
     def fingerprint(self) -> dict[str, str]:
         return self.inner.fingerprint()

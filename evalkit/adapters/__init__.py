@@ -10,6 +10,9 @@ from evalkit.registry import Registry
 
 ADAPTERS: Registry[type[Adapter]] = Registry("task type", entry_point_group="evalkit.adapters")
 ADAPTERS.register_lazy("sts", "evalkit.adapters.sts:STSAdapter")
+ADAPTERS.register_lazy("classification", "evalkit.adapters.classification:ClassificationAdapter")
+ADAPTERS.register_lazy("pair_classification", "evalkit.adapters.pair_classification:PairClassificationAdapter")
+ADAPTERS.register_lazy("retrieval", "evalkit.adapters.retrieval:RetrievalAdapter")
 
 
 def adapter_for(task_type: str) -> Adapter:

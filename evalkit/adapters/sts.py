@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from evalkit.adapters.base import TaskOutcome, check_settings, embed, finite, fit_if_needed
+from evalkit.adapters.similarity import similarities
 from evalkit.data import read_many
 from evalkit.encoders.base import Encoder
 from evalkit.errors import DataError
@@ -34,18 +35,6 @@ class STSData:
     sentences1: list[str]
     sentences2: list[str]
     gold: np.ndarray
-
-
-def similarities(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-pair similarity under each function (higher = more similar)."""
-    from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances, paired_manhattan_distances
-
-    return {
-        "cosine": 1 - paired_cosine_distances(a, b),
-        "manhattan": -paired_manhattan_distances(a, b),
-        "euclidean": -paired_euclidean_distances(a, b),
-        "dot": np.einsum("ij,ij->i", a.astype(np.float64), b.astype(np.float64)),
-    }
 
 
 def correlations(gold: np.ndarray, sims: dict[str, np.ndarray]) -> dict[str, float | None]:

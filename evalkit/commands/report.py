@@ -1,4 +1,4 @@
-"""``evalkit report``: the comparison table from a results folder."""
+"""``evalkit report``: the leaderboard of a results folder (Markdown, HTML, CSV, JSON)."""
 
 from __future__ import annotations
 
@@ -11,29 +11,66 @@ from typing import Any
 from evalkit.errors import EvalkitError
 from evalkit.results.schema import CellResult
 
+FORMATS = ("md", "html", "csv", "json")
+
 
 def register(sub: Any) -> None:
-    rep = sub.add_parser("report", help="print the comparison table and write leaderboard.md / .csv")
+    rep = sub.add_parser(
+        "report",
+        help="leaderboard with intervals, tie-aware ranks and throughput (md, html, csv, json)",
+        description="Print the leaderboard and write leaderboard.<format> files. "
+        "With -o -, write the one chosen format to stdout (e.g. for a pull-request comment).",
+    )
     rep.add_argument("results", type=Path, help="results folder")
-    rep.add_argument("-o", "--output", type=Path, help="where to write the reports (default: the results folder)")
+    rep.add_argument("--baseline", type=Path, metavar="DIR", help="also compare each encoder with this results folder (paired bootstrap)")
+    rep.add_argument(
+        "-f", "--format", action="append", choices=FORMATS, metavar="FMT", help=f"{' | '.join(FORMATS)}; repeat (default: md and csv)"
+    )
+    rep.add_argument("-o", "--output", help="folder for the files (default: the results folder), or - for stdout")
+    rep.add_argument("--title", default="evalkit leaderboard", help="report title")
+    rep.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
+    rep.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    rep.add_argument("--seed", type=int, default=0, help="resampling seed (default 0)")
+    rep.add_argument("--alpha", type=float, default=0.05, help="significance level for tied ranks (default 0.05)")
     rep.set_defaults(func=main)
 
 
 def show(results: Sequence[CellResult], folder: Path) -> list[Path]:
-    """Print the table to stdout and write its files into ``folder``."""
-    from evalkit.report.table import leaderboard, render_terminal, write_reports
+    """The quick end-of-run table: stored intervals, no ranks (``evalkit report`` adds them)."""
+    from evalkit.report.formats import render_terminal, write_reports
+    from evalkit.report.table import build
 
-    table = leaderboard(results)
-    print(render_terminal(table))
-    return write_reports(table, folder)
+    board = build(results, ranks=False)
+    print(render_terminal(board))
+    return write_reports(board, folder)
 
 
 def main(args: argparse.Namespace) -> int:
-    from evalkit.results import ResultStore
+    from evalkit.report.formats import render, render_terminal, write_reports
+    from evalkit.report.sources import load_results
+    from evalkit.report.table import build
+    from evalkit.stats import Bootstrap
 
-    results = ResultStore(args.results).load_all()
+    if not 0 < args.alpha < 1:
+        raise EvalkitError(f"must be between 0 and 1, got {args.alpha}", field="--alpha")
+    config = Bootstrap(level=args.level, n_boot=args.n_boot, seed=args.seed)
+    results = [r for r in load_results(args.results) if r.ok]
     if not results:
-        raise EvalkitError("no results found", path=args.results, hint="run `evalkit run -o DIR` first")
-    for path in show(results, args.output or args.results):
+        raise EvalkitError("no successful results found", path=args.results, hint="run `evalkit run -o DIR` first")
+    baseline = load_results(args.baseline, what="baseline") if args.baseline else []
+    board = build(results, config=config, alpha=args.alpha, baseline=baseline)
+    formats = list(dict.fromkeys(args.format or ["md", "csv"]))
+    if args.output == "-":
+        if len(formats) != 1:
+            raise EvalkitError("-o - writes one format to stdout; choose it with --format", field="--output")
+        sys.stdout.write(render(board, formats[0], args.title))
+        return 0
+    print(render_terminal(board))
+    folder = Path(args.output) if args.output else args.results
+    try:
+        written = write_reports(board, folder, formats, args.title)
+    except OSError as exc:
+        raise EvalkitError(f"cannot write the report ({exc.strerror or exc})", path=folder) from None
+    for path in written:
         print(f"wrote {path}", file=sys.stderr)
     return 0

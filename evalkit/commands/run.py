@@ -20,12 +20,15 @@ def register(sub: Any) -> None:
     run.add_argument("--tasks-dir", action="append", default=[], type=Path, help="extra folder of task files")
     again = run.add_mutually_exclusive_group()
     again.add_argument(
-        "--resume", dest="overwrite", action="store_false", help="skip cells that already have a valid result for the same configuration (default)"
+        "--resume", dest="overwrite", action="store_false", help="skip cells that have a valid result for this configuration (default)"
     )
     again.add_argument("--overwrite", dest="overwrite", action="store_true", help="redo cells that already have a result")
     run.set_defaults(overwrite=False)
-    run.add_argument("--executor", choices=("local", "ray"), default="local", help="where cells run: this process (default) or a Ray cluster")
+    run.add_argument("--executor", choices=("local", "ray"), default="local", help="where cells run: here (default) or on a Ray cluster")
     run.add_argument("--address", metavar="ADDR", help="Ray cluster to join (e.g. auto or HOST:6379); default: start a local one")
+    run.add_argument("--shard-size", type=int, default=20_000, metavar="N", help="Ray: shard encode calls over N texts (0: off)")
+    run.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
+    run.add_argument("--cache-dir", type=Path, help="embedding cache folder (default ~/.cache/evalkit/embeddings)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-report", action="store_true", help="do not print the table at the end")
     run.set_defaults(func=main)
@@ -46,18 +49,25 @@ def main(args: argparse.Namespace) -> int:
         check_task(task, args.split or task.split)
     from evalkit.execution import plan, run_local
     from evalkit.execution.lock import ResultsLock
+    from evalkit.faults import faultpoint
     from evalkit.results import ResultStore
 
     store = ResultStore(args.output)
     cells = plan(specs, tasks, args.split)
     with ResultsLock(args.output):
         store.sweep_temporary()  # left by a run that was killed mid-write
+        faultpoint("run.locked")
         if args.executor == "ray":
             from evalkit.execution.ray import run_ray
 
-            results = run_ray(cells, store, overwrite=args.overwrite, progress=not args.no_progress, address=args.address)
+            results = run_ray(
+                cells, store, overwrite=args.overwrite, progress=not args.no_progress, address=args.address, shard_size=args.shard_size
+            )
         else:
-            results = run_local(cells, store, overwrite=args.overwrite, progress=not args.no_progress)
+            from evalkit.cache import EmbeddingCache
+
+            cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
+            results = run_local(cells, store, overwrite=args.overwrite, progress=not args.no_progress, cache=cache)
         failures = [r for r in results if not r.ok]
         for result in failures:
             print(f"evalkit: cell failed: {result.encoder} × {result.task}: {result.error}", file=sys.stderr)

@@ -21,11 +21,13 @@ from evalkit.errors import ModelUnavailableError, SpecError
 from evalkit.spec import Options
 
 DTYPES = ("float32", "float16", "bfloat16")
+TOKENS_PER_TEXT = 128  # default token budget per text slot: batch_size short texts, fewer long ones
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 COMMON_OPTIONS = {
     "max_length": "truncate texts to this many tokens (default: the model's limit, at most 512)",
     "batch_size": "texts per forward pass (default 32)",
+    "token_budget": "most padded tokens per forward pass (default batch_size × 128): long texts go in smaller batches",
     "dtype": "float32 | float16 | bfloat16 (autocast on GPU)",
     "device": "auto | cpu | cuda",
     "revision": "hub revision (branch, tag or commit)",
@@ -62,6 +64,7 @@ class LoadOptions:
     revision: str | None
     trust_remote_code: bool
     allow_pickle: bool
+    token_budget: int = 0
 
     @staticmethod
     def check(opts: Options) -> None:
@@ -74,6 +77,8 @@ class LoadOptions:
         opts.choice("device", "auto", DEVICES)
         opts.flag("trust_remote_code", False)
         opts.flag("allow_pickle", False)
+        if opts.integer("token_budget", 0) < 0:
+            raise SpecError(f"option 'token_budget' must be positive (in spec {str(opts.spec)!r})")
 
     @classmethod
     def from_options(cls, model: str, opts: Options) -> LoadOptions:
@@ -89,6 +94,7 @@ class LoadOptions:
             revision=opts.optional("revision"),
             trust_remote_code=opts.flag("trust_remote_code", False),
             allow_pickle=opts.flag("allow_pickle", False),
+            token_budget=opts.integer("token_budget", 0) or batch * TOKENS_PER_TEXT,
         )
 
 
@@ -251,18 +257,22 @@ class Backbone:
         return [len(ids) for ids in encoded["input_ids"]]
 
     def batches(self, texts: Sequence[str]) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
-        """Yield (original indices, tokenised batch) in length order: short padding, same results."""
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        for start in range(0, len(order), self.opts.batch_size):
-            idx = order[start : start + self.opts.batch_size]
-            batch = self.tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-            yield idx, batch
+        """Yield (original indices, padded batch), longest texts first, each within the token budget.
+
+        Texts are tokenised once; sorting by token length keeps padding small, and
+        the budget (padded positions per pass) bounds memory when texts are long.
+        """
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
+        order = np.argsort(-lengths, kind="stable")
+        budget = self.opts.token_budget or self.opts.batch_size * TOKENS_PER_TEXT
+        start = 0
+        while start < len(order):
+            size = max(1, min(self.opts.batch_size, budget // max(int(lengths[order[start]]), 1)))
+            idx = order[start : start + size]
+            features = {name: [values[i] for i in idx] for name, values in encoded.items()}
+            yield idx, self.tokenizer.pad(features, padding=True, return_tensors="pt")
+            start += size
 
     def register(self, key: Hashable, head: Head) -> None:
         self.heads[key] = head

@@ -18,6 +18,7 @@ from evalkit.environment import environment
 from evalkit.errors import EvalkitError
 from evalkit.results.schema import CellResult, config_hash
 from evalkit.spec import EncoderSpec
+from evalkit.stats import cell_interval
 from evalkit.taskspec import TaskSpec
 from evalkit.throughput import MeteredEncoder
 
@@ -89,8 +90,17 @@ def header(cell: Cell) -> dict[str, object]:
         "split": cell.split,
         "main_metric": metric,
         "config_hash": cell.config_hash(),
-        "seeds": SEEDS,
+        "seeds": seeds_for(cell),
     }
+
+
+def seeds_for(cell: Cell) -> dict[str, int]:
+    """Every seed that shapes this cell's score: evalkit's global one, plus any the task or spec sets."""
+    seeds = dict(SEEDS)
+    for name, value in (("task", cell.task.setting("seed")), ("encoder", cell.encoder.opts.get("seed"))):
+        if value is not None and str(value).lstrip("-").isdigit():
+            seeds[name] = int(value)
+    return seeds
 
 
 def check_task(task: TaskSpec, split: str) -> None:
@@ -101,12 +111,19 @@ def check_task(task: TaskSpec, split: str) -> None:
     per encoder after minutes of model loading; failures left to ``evaluate_cell``
     are the ones that only happen at run time (out of memory, a model that breaks).
     """
+    import inspect
+
     adapter = adapter_for(task.type)
-    adapter.validate(task)
+    adapter.validate(task)  # settings, and (for most adapters) the data of the default split
     task.files_for(split)
     load = getattr(adapter, "load", None)
-    if callable(load):
-        load(task, split)
+    if not callable(load):
+        return
+    try:
+        inspect.signature(load).bind(task, split)
+    except TypeError:  # a loader that needs more than (task, split): validate() is all we can ask of it
+        return
+    load(task, split)
 
 
 def seed_everything(seed: int) -> None:
@@ -129,7 +146,8 @@ def evaluate_cell(encoder: MeteredEncoder, cell: Cell) -> CellResult:
     seed_everything(SEEDS["global"])
     base = header(cell)
     try:
-        outcome = adapter_for(cell.task.type).evaluate(encoder, cell.task, cell.split)
+        adapter = adapter_for(cell.task.type)
+        outcome = adapter.evaluate(encoder, cell.task, cell.split)
     except Exception as exc:  # one bad cell must not stop the matrix
         return failed(cell, exc)
     metric = str(base["main_metric"])
@@ -143,6 +161,7 @@ def evaluate_cell(encoder: MeteredEncoder, cell: Cell) -> CellResult:
         n_units=outcome.n_units,
         units=dict(outcome.units),
         details=dict(outcome.details),
+        ci=cell_interval(adapter, metric, cell.task.name, cell.split, outcome),
         throughput=throughput.as_dict(),
         environment=environment(),
         encoder_fingerprint=encoder.fingerprint(),

@@ -11,8 +11,10 @@ import gc
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
-from evalkit.encoders import load_encoder, share_key
+from evalkit.cache import EmbeddingCache
+from evalkit.encoders import Encoder, load_encoder, share_key
 from evalkit.execution.cells import Cell, evaluate_cell, failed
+from evalkit.faults import faultpoint
 from evalkit.results.schema import CellResult
 from evalkit.results.store import ResultStore
 from evalkit.spec import EncoderSpec
@@ -39,14 +41,17 @@ def sharing_groups(cells: Sequence[Cell]) -> list[list[Cell]]:
     return list(groups.values())
 
 
-def run_local(cells: Sequence[Cell], store: ResultStore, *, overwrite: bool = False, progress: bool = True) -> list[CellResult]:
-    """Run every cell not already done; write each result as soon as it exists."""
+def run_local(
+    cells: Sequence[Cell], store: ResultStore, *, overwrite: bool = False, progress: bool = True, cache: EmbeddingCache | None = None
+) -> list[CellResult]:
+    """Run every cell not already done; write each result as soon as it exists (vectors via ``cache`` if given)."""
     from tqdm.auto import tqdm
 
     todo, results = pending(cells, store, overwrite)
     bar = tqdm(total=len(cells), initial=len(results), desc="cells", unit="cell", disable=not progress, file=sys.stderr)
     for group in sharing_groups(todo):
-        for result in run_group(group, status=bar.set_postfix_str):
+        for result in run_group(group, status=bar.set_postfix_str, cache=cache):
+            faultpoint("cell.evaluated")
             store.write(result)
             results.append(result)
             bar.update()
@@ -54,18 +59,26 @@ def run_local(cells: Sequence[Cell], store: ResultStore, *, overwrite: bool = Fa
     return results
 
 
-def run_group(group: Sequence[Cell], status: Callable[[str], object] = lambda _: None) -> Iterator[CellResult]:
+def run_group(
+    group: Sequence[Cell],
+    status: Callable[[str], object] = lambda _: None,
+    cache: EmbeddingCache | None = None,
+    wrap: Callable[[Encoder], Encoder] | None = None,
+) -> Iterator[CellResult]:
     """Load the group's model(s) once, yield each cell's result as soon as it exists, then release them.
 
     The unit of work of every executor: the local one runs groups in turn, the Ray
-    one runs each group as a Ray task on some worker.
+    one runs each group as a Ray task on some worker (``wrap`` lets it shard large
+    encode calls across other workers).
     """
     encoders: dict[EncoderSpec, MeteredEncoder] = {}
     try:
         for spec in dict.fromkeys(c.encoder for c in group):
             status(f"loading {spec}")
             try:
-                encoders[spec] = MeteredEncoder(load_encoder(spec), device=_device())
+                loaded = load_encoder(spec)
+                encoders[spec] = MeteredEncoder(wrap(loaded) if wrap else loaded, device=_device(), cache=cache)
+                faultpoint("model.loaded")
             except Exception as exc:  # a model that will not load fails its cells, not the run
                 for cell in (c for c in group if c.encoder == spec):
                     yield failed(cell, exc)

@@ -16,9 +16,14 @@ docs/distributed.md. Ray is imported only here, only when this executor is chose
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
+
+from evalkit.encoders import load_encoder
+from evalkit.encoders.base import CorpusFitted, Encoder, Role
 from evalkit.errors import EvalkitError, SpecError
 from evalkit.execution.cells import Cell, failed
 from evalkit.execution.local import pending, run_group, sharing_groups
@@ -47,9 +52,107 @@ def resources_for(group: Sequence[Cell], cluster_gpus: float) -> dict[str, float
     return {"num_cpus": 1, "num_gpus": 1 if gpu else 0}
 
 
-def _group_task(group: list[Cell]) -> Iterator[CellResult]:
+DEFAULT_SHARD_SIZE = 20_000
+MIN_PATIENCE_S = 0.5  # shortest wait for a remote shard before encoding one here instead
+
+
+def _group_task(group: list[Cell], shard_size: int, resources: dict[str, float]) -> Iterator[CellResult]:
     """Runs on a Ray worker: one model, its cells, one result at a time."""
-    yield from run_group(group)
+
+    def wrap(encoder: Encoder) -> Encoder:
+        if shard_size <= 0 or isinstance(encoder, CorpusFitted):  # a fitted TF-IDF lives in this worker only
+            return encoder
+        return ShardedEncoder(encoder, shard_size, resources)
+
+    yield from run_group(group, wrap=wrap)
+
+
+class ShardedEncoder:
+    """Encodes a large batch (a retrieval corpus chunk) in shards on other Ray workers, then merges them in order.
+
+    Shards 1..n-1 go to Ray tasks that load the same spec (once per worker process);
+    meanwhile this worker encodes shard 0 itself, then collects results; whenever none
+    arrives within the time it takes to encode a shard here, it *steals* the last
+    outstanding shard (cancelling its Ray task) and encodes it itself. So it never
+    waits long on a shard no worker has picked up: on a busy cluster (or one whose only
+    GPU this task holds) it encodes everything itself, with no deadlock.
+    Vectors are the inner encoder's, row for row; the adapter merges the shard outputs
+    like any other chunk (``retrieval.search`` keeps a running top-k).
+    """
+
+    def __init__(self, inner: Encoder, shard_size: int, resources: dict[str, Any], patience_s: float = MIN_PATIENCE_S) -> None:
+        self.inner = inner
+        self.spec = inner.spec
+        self.shard_size = shard_size
+        self.resources = resources
+        self.patience_s = patience_s
+        self.remote_shards = 0
+        self.local_shards = 0
+
+    def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
+        texts = list(texts)
+        if len(texts) <= self.shard_size:
+            return self.inner.encode(texts, role)
+        import ray
+
+        bounds = [(start, min(start + self.shard_size, len(texts))) for start in range(0, len(texts), self.shard_size)]
+        remote = _shard_function().options(max_retries=0, **self.resources)
+        refs = {i: remote.remote(str(self.spec), texts[a:b], role) for i, (a, b) in enumerate(bounds) if i > 0}
+        start = time.perf_counter()
+        out = {0: self._local(texts, bounds[0], role)}
+        patience = max(self.patience_s, time.perf_counter() - start)  # how long one shard takes here
+        while refs:
+            if not ray.wait(list(refs.values()), num_returns=1, timeout=patience)[0]:
+                last = max(refs)  # nothing arrived in the time this worker encodes a shard: steal one
+                ray.cancel(refs.pop(last))
+                out[last] = self._local(texts, bounds[last], role)
+                continue
+            done = set(ray.wait(list(refs.values()), num_returns=len(refs), timeout=0)[0])
+            for i, ref in list(refs.items()):
+                if ref in done:
+                    del refs[i]
+                    try:
+                        out[i] = ray.get(ref)
+                        self.remote_shards += 1
+                    except ray.exceptions.RayError:  # that worker failed: do the shard here
+                        out[i] = self._local(texts, bounds[i], role)
+        return np.concatenate([out[i] for i in range(len(bounds))])
+
+    def _local(self, texts: list[str], bounds: tuple[int, int], role: Role | None) -> np.ndarray:
+        self.local_shards += 1
+        return np.asarray(self.inner.encode(texts[bounds[0] : bounds[1]], role), dtype=np.float32)
+
+    def fingerprint(self) -> dict[str, str]:
+        return self.inner.fingerprint()
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return self.inner.count_tokens(texts)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+_WORKER_ENCODER: dict[str, Encoder] = {}
+_SHARD_FUNCTION: Any = None
+
+
+def _encode_shard(spec: str, texts: list[str], role: Role | None) -> np.ndarray:
+    """Runs on a Ray worker: the shard's vectors; the worker keeps one model loaded between shards."""
+    if spec not in _WORKER_ENCODER:
+        for old in _WORKER_ENCODER.values():
+            old.close()
+        _WORKER_ENCODER.clear()
+        _WORKER_ENCODER[spec] = load_encoder(spec)
+    return np.asarray(_WORKER_ENCODER[spec].encode(texts, role), dtype=np.float32)
+
+
+def _shard_function() -> Any:
+    global _SHARD_FUNCTION
+    if _SHARD_FUNCTION is None:
+        import ray
+
+        _SHARD_FUNCTION = ray.remote(_encode_shard)
+    return _SHARD_FUNCTION
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> bool:
@@ -85,8 +188,13 @@ def run_ray(
     progress: bool = True,
     address: str | None = None,
     num_cpus: int | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
 ) -> list[CellResult]:
-    """Run every cell not already done on a Ray cluster; the driver writes each result as it arrives."""
+    """Run every cell not already done on a Ray cluster; the driver writes each result as it arrives.
+
+    Encode calls of more than ``shard_size`` texts (retrieval corpus chunks) are split
+    across workers (:class:`ShardedEncoder`); 0 turns that off.
+    """
     from tqdm.auto import tqdm
 
     todo, results = pending(cells, store, overwrite)
@@ -104,18 +212,18 @@ def run_ray(
 
     try:
         gpus = float(ray.cluster_resources().get("GPU", 0))
-        task = ray.remote(_group_task)
+        task: Any = ray.remote(_group_task)
         running: dict[Any, list[Cell]] = {}
         for group in sharing_groups(todo):
             options = resources_for(group, gpus)
-            generator = task.options(num_returns="streaming", max_retries=0, **options).remote(list(group))
+            generator = task.options(num_returns="streaming", max_retries=0, **options).remote(list(group), shard_size, options)
             running[generator] = list(group)
         while running:
-            ready, _ = ray.wait(list(running), num_returns=1)
+            ready: list[Any] = ray.wait(list(running), num_returns=1)[0]
             for generator in ready:
                 left = running[generator]
                 try:
-                    result = ray.get(next(generator))
+                    result = cast(CellResult, ray.get(next(generator)))
                 except StopIteration:
                     del running[generator]
                     for cell in left:  # cannot happen unless run_group skipped a cell; never lose one silently

@@ -1,5 +1,7 @@
-"""Reports read only the result store: tables for the terminal, Markdown and CSV."""
+"""Reports read only result files: the leaderboard (table.py) rendered as terminal, Markdown, CSV, JSON
+(formats.py) and a self-contained HTML page with figures (html.py, plots.py); MTEB import/export (mteb_io.py)."""
 
-from evalkit.report.table import leaderboard, render_markdown, write_reports
+from evalkit.report.formats import render_markdown, write_reports
+from evalkit.report.table import Leaderboard, build, leaderboard
 
-__all__ = ["leaderboard", "render_markdown", "write_reports"]
+__all__ = ["Leaderboard", "build", "leaderboard", "render_markdown", "write_reports"]

@@ -40,6 +40,7 @@ class CellResult:
     environment: Mapping[str, Any] = field(default_factory=dict)
     encoder_fingerprint: Mapping[str, str] = field(default_factory=dict)
     seeds: Mapping[str, int] = field(default_factory=dict)
+    ci: Mapping[str, Any] = field(default_factory=dict)  # bootstrap interval of main_score (evalkit.stats)
     error: str | None = None
     origin: str = "evalkit"
     schema_version: int = SCHEMA_VERSION
@@ -102,6 +103,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "environment": (dict,),
     "encoder_fingerprint": (dict,),
     "seeds": (dict,),
+    "ci": (dict,),
     "error": (str, type(None)),
     "origin": (str,),
 }

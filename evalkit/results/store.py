@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from evalkit.errors import DataError
+from evalkit.faults import faultpoint
 from evalkit.results.schema import CellResult
 from evalkit.spec import EncoderSpec
 
@@ -23,13 +24,19 @@ def atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            half = len(text) // 2
+            handle.write(text[:half])
+            handle.flush()
+            faultpoint("store.mid_write")
+            handle.write(text[half:])
             handle.flush()
             os.fsync(handle.fileno())
+        faultpoint("store.before_rename")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    faultpoint("store.renamed")
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

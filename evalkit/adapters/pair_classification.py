@@ -1,0 +1,141 @@
+"""Pair classification: is a pair a paraphrase/duplicate? Scored as MTEB does, with no training.
+
+Each pair gets a similarity under cosine, dot, Euclidean and Manhattan (distances
+negated); for each function: the best-threshold accuracy, the best-threshold F1 with
+its precision and recall (a threshold never splits tied scores, as in MTEB), and the
+average precision. Main score ``max_ap``, the best AP over the functions (MTEB's
+current definition; it also takes the model's own similarity, which is cosine or dot
+for the models evalkit runs). Data: TSV/CSV/JSONL with ``sentence1``, ``sentence2``
+and a 0/1 ``label`` (renamable with ``settings.columns``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from evalkit.adapters.base import TaskOutcome, check_settings, embed, fit_if_needed
+from evalkit.adapters.similarity import similarities
+from evalkit.data import read_many
+from evalkit.encoders.base import Encoder
+from evalkit.errors import DataError
+from evalkit.taskspec import TaskSpec
+
+SETTINGS = {"columns": "rename columns: {sentence1 = ..., sentence2 = ..., label = ...}"}
+FUNCTIONS = ("cosine", "dot", "euclidean", "manhattan")
+
+
+@dataclass(frozen=True)
+class Pairs:
+    sentences1: list[str]
+    sentences2: list[str]
+    labels: np.ndarray
+
+
+def best_accuracy(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """MTEB's ``_find_best_acc_and_threshold``, vectorised: cut between distinct scores, ranked high to low."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    n = len(y)
+    cut = np.flatnonzero(s[:-1] != s[1:])  # row i is the last one above the threshold
+    if not len(cut):
+        return 0.0, -1.0
+    positives_above = np.cumsum(y)[cut]
+    negatives_below = (n - np.sum(y)) - (cut + 1 - positives_above)
+    accuracy = (positives_above + negatives_below) / n
+    best = int(np.argmax(accuracy))
+    if accuracy[best] <= 0:
+        return 0.0, -1.0
+    return float(accuracy[best]), float((s[cut[best]] + s[cut[best] + 1]) / 2)
+
+
+def best_f1(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float, float, float]:
+    """MTEB's ``_find_best_f1_and_threshold``: (f1, precision, recall, threshold)."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    cut = np.flatnonzero(s[:-1] != s[1:])
+    correct = np.cumsum(y)[cut]
+    keep = correct > 0
+    cut, correct = cut[keep], correct[keep]
+    if not len(cut):
+        return 0.0, 0.0, 0.0, 0.0
+    precision = correct / (cut + 1)
+    recall = correct / np.sum(y)
+    f1 = 2 * precision * recall / (precision + recall)
+    best = int(np.argmax(f1))
+    return float(f1[best]), float(precision[best]), float(recall[best]), float((s[cut[best]] + s[cut[best] + 1]) / 2)
+
+
+def pair_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score
+
+    accuracy, accuracy_threshold = best_accuracy(scores, labels)
+    f1, precision, recall, f1_threshold = best_f1(scores, labels)
+    return {
+        "accuracy": accuracy,
+        "accuracy_threshold": accuracy_threshold,
+        "f1": f1,
+        "f1_threshold": f1_threshold,
+        "precision": precision,
+        "recall": recall,
+        "ap": float(average_precision_score(labels, scores)),
+    }
+
+
+class PairClassificationAdapter:
+    task_type: ClassVar[str] = "pair_classification"
+    main_metric: ClassVar[str] = "max_ap"
+
+    def validate(self, task: TaskSpec) -> None:
+        check_settings(task, SETTINGS)
+        columns = task.setting("columns", {})
+        if not isinstance(columns, dict) or set(columns) - {"sentence1", "sentence2", "label"}:
+            raise DataError("must be a table with keys sentence1, sentence2, label", path=task.source, field="settings.columns")
+        self.load(task, task.split)
+
+    def load(self, task: TaskSpec, split: str) -> Pairs:
+        columns = {"sentence1": "sentence1", "sentence2": "sentence2", "label": "label", **task.setting("columns", {})}
+        rows = read_many(task.files_for(split), [columns["sentence1"], columns["sentence2"], columns["label"]])
+        labels = []
+        for row in rows:
+            value = row.get(columns["label"])
+            if isinstance(value, bool) or value not in (0, 1, "0", "1"):
+                raise DataError(f"label must be 0 or 1, got {value!r}", path=row.path, line=row.line, field=columns["label"])
+            labels.append(int(value))
+        y = np.asarray(labels, dtype=np.int64)
+        if y.min() == y.max():
+            raise DataError(f"every pair has label {y[0]}; AP and F1 need both classes", path=rows[0].path)
+        return Pairs([r.text(columns["sentence1"]) for r in rows], [r.text(columns["sentence2"]) for r in rows], y)
+
+    def evaluate(self, encoder: Encoder, task: TaskSpec, split: str) -> TaskOutcome:
+        data = self.load(task, split)
+        n = len(data.labels)
+        texts = data.sentences1 + data.sentences2
+        fit_if_needed(encoder, texts)
+        vectors = embed(encoder, texts)
+        sims = similarities(vectors[:n], vectors[n:])
+        scores: dict[str, float | None] = {}
+        thresholds: dict[str, float] = {}
+        for name in FUNCTIONS:
+            for metric, value in pair_metrics(sims[name], data.labels).items():
+                # thresholds live in details; for distances they are negated (scores are -distance)
+                (thresholds if metric.endswith("threshold") else scores)[f"{name}_{metric}"] = value
+        for metric in ("accuracy", "f1", "precision", "recall", "ap"):
+            scores[f"max_{metric}"] = max(float(scores[f"{name}_{metric}"] or 0.0) for name in FUNCTIONS)
+        return TaskOutcome(
+            main_metric=self.main_metric,
+            scores=scores,
+            n_units=n,
+            units={"labels": data.labels.tolist(), **{name: sims[name].round(6).tolist() for name in FUNCTIONS}},
+            details={"thresholds": thresholds, "best_ap_function": max(FUNCTIONS, key=lambda f: float(scores[f"{f}_ap"] or 0.0))},
+        )
+
+    def score_units(self, units: Mapping[str, Any], index: np.ndarray) -> float:
+        """max_ap on the resampled pairs (the best function may change between resamples, as it would on new data)."""
+        from sklearn.metrics import average_precision_score
+
+        labels = np.asarray(units["labels"])[index]
+        return max(float(average_precision_score(labels, np.asarray(units[name])[index])) for name in FUNCTIONS)

@@ -1,0 +1,283 @@
+"""The regression gate: does a candidate's result store fall short of a baseline's?
+
+Cells are matched by encoder spec and task; each matched task is a *check*. A check
+fails when the main score drops by more than the rule allows **and**, unless the
+rule says otherwise, a paired bootstrap test on the task's units finds the drop
+significant, so a real regression fails and a change of batch size does not. A
+throughput rule compares sentences per second.
+
+Only result files are read, never models. Anything that would make the comparison
+meaningless (a malformed or unknown-version file, different tasks or data on the
+two sides, a baseline cell that failed, a significance test without per-unit
+outcomes) is a ``DataError`` (exit code 2), never a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from evalkit.errors import DataError, EvalkitError
+from evalkit.gate_rules import Rule, Rules
+from evalkit.results.schema import CellResult
+from evalkit.spec import EncoderSpec
+from evalkit.stats import Bootstrap, Comparison, Interval, compare, percentile_interval, result_interval, result_replicates
+
+PASS, FAIL = 0, 1
+ENVIRONMENT_KEYS = ("cpu", "cpu_count", "gpu", "platform")
+
+
+@dataclass
+class Check:
+    """One matched task: the two results, their comparison, and what the rule made of it."""
+
+    baseline: CellResult
+    candidate: CellResult
+    rule: Rule
+    baseline_interval: Interval | None = None
+    candidate_interval: Interval | None = None
+    comparison: Comparison | None = None
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def label(self) -> str:
+        return self.baseline.task if self.baseline.split == "test" else f"{self.baseline.task}/{self.baseline.split}"
+
+    @property
+    def drop(self) -> float | None:
+        """Points lost (main score × 100; negative = improved)."""
+        b, c = self.baseline.main_score, self.candidate.main_score
+        return None if b is None or c is None else 100 * (b - c)
+
+    @property
+    def significant(self) -> bool:
+        c = self.comparison
+        return bool(c is not None and c.p_value is not None and c.p_value < self.rule.alpha and c.delta < 0)
+
+    @property
+    def throughput(self) -> tuple[float | None, float | None]:
+        return sentences_per_second(self.baseline), sentences_per_second(self.candidate)
+
+    @property
+    def throughput_drop(self) -> float | None:
+        base, cand = self.throughput
+        return None if not base or cand is None else 1 - cand / base
+
+
+@dataclass
+class GateReport:
+    baseline_root: Path
+    candidate_root: Path
+    rules: Rules
+    pairs: list[tuple[str, str]]
+    checks: list[Check]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        return PASS if self.passed else FAIL
+
+    def markdown(self) -> str:
+        from evalkit.report.gate_summary import render_gate
+
+        return render_gate(self)
+
+
+def sentences_per_second(result: CellResult) -> float | None:
+    value = result.throughput.get("sentences_per_second")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else None
+
+
+def canonical(spec: str) -> str:
+    try:
+        return str(EncoderSpec.parse(spec))
+    except EvalkitError:
+        return spec.strip()
+
+
+def split_match(text: str, baseline: Sequence[str], candidate: Sequence[str]) -> tuple[str, str]:
+    """``BASE=CAND``: specs contain '=' themselves, so take the split that names an encoder on each side."""
+    options = []
+    for i, char in enumerate(text):
+        if char == "=":
+            left, right = canonical(text[:i]), canonical(text[i + 1 :])
+            if left in baseline and right in candidate:
+                options.append((left, right))
+    if len(options) == 1:
+        return options[0]
+    raise EvalkitError(
+        f"--match {text!r} does not name one baseline encoder and one candidate encoder",
+        field="--match",
+        hint=f"baseline has: {', '.join(baseline)}; candidate has: {', '.join(candidate)}",
+    )
+
+
+def pair_encoders(baseline: Sequence[CellResult], candidate: Sequence[CellResult], match: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """Which baseline encoder each candidate encoder is judged against.
+
+    ``--match`` pairs first; a single encoder on each side pairs with the other
+    whatever its spec; everything else pairs by identical spec, and anything left
+    unpaired on either side is an error (a silently ungated encoder is a pass by omission).
+    """
+    base = list(dict.fromkeys(r.encoder for r in baseline))
+    cand = list(dict.fromkeys(r.encoder for r in candidate))
+    pairs = [split_match(m, base, cand) for m in match]
+    if not pairs and len(base) == 1 and len(cand) == 1:
+        return [(base[0], cand[0])]
+    left_b = [b for b in base if b not in {p[0] for p in pairs}]
+    left_c = [c for c in cand if c not in {p[1] for p in pairs}]
+    pairs += [(b, b) for b in left_b if b in left_c]
+    unpaired_b = [b for b in left_b if b not in left_c]
+    unpaired_c = [c for c in left_c if c not in left_b]
+    if unpaired_b or unpaired_c:
+        what = []
+        if unpaired_b:
+            what.append("baseline encoder(s) with no candidate: " + ", ".join(unpaired_b))
+        if unpaired_c:
+            what.append("candidate encoder(s) with no baseline: " + ", ".join(unpaired_c))
+        raise DataError("; ".join(what), hint="compare different specs with --match BASE_SPEC=CAND_SPEC")
+    return pairs
+
+
+def cells_by_task(results: Sequence[CellResult], encoder: str) -> dict[tuple[str, str], CellResult]:
+    return {(r.task, r.split): r for r in results if r.encoder == encoder}
+
+
+def check_comparable(b: CellResult, c: CellResult) -> None:
+    """Refuse to compare cells that did not score the same thing."""
+    where = f"{b.task}/{b.split}"
+    if b.task_type != c.task_type:
+        raise DataError(f"{where}: task type differs (baseline {b.task_type}, candidate {c.task_type})")
+    if not b.ok:
+        raise DataError(f"{where}: the baseline cell for {b.encoder} failed ({b.error}); re-run the baseline")
+    if b.main_score is None:
+        raise DataError(f"{where}: the baseline main score of {b.encoder} is undefined; it cannot serve as a baseline")
+    if c.ok and b.main_metric != c.main_metric:
+        raise DataError(f"{where}: main metric differs (baseline {b.main_metric}, candidate {c.main_metric})")
+    if c.ok and b.n_units and c.n_units and b.n_units != c.n_units:
+        raise DataError(f"{where}: the two sides scored different data ({b.n_units} vs {c.n_units} units)")
+
+
+def evaluate_check(check: Check, rules: Rules) -> None:
+    """Fill in intervals and the paired comparison, then apply the rule."""
+    b, c, rule = check.baseline, check.candidate, check.rule
+    assert b.main_score is not None  # check_comparable refused it otherwise
+    where = f"{check.label} ({c.encoder})"
+    if not c.ok:
+        check.failures.append(f"{where}: the candidate cell failed: {c.error}")
+        return
+    if c.main_score is None:
+        check.failures.append(f"{where}: the candidate's main score is undefined")
+        return
+    config = rules.bootstrap
+    reps_b, reps_c = result_replicates(b, config), result_replicates(c, config)
+    if reps_b is not None and reps_c is not None:
+        check.comparison = compare(reps_b, reps_c, b.main_score, c.main_score, config.level)
+        check.baseline_interval = _interval(b, reps_b, config)
+        check.candidate_interval = _interval(c, reps_c, config)
+    else:
+        check.baseline_interval, check.candidate_interval = result_interval(b, config), result_interval(c, config)
+    drop = check.drop or 0.0
+    if drop > rule.max_drop:
+        if not rule.require_significance:
+            check.failures.append(
+                f"{where}: main score dropped by {drop:.2f} points ({_pts(b.main_score)} → {_pts(c.main_score)}), "
+                f"rule allows {rule.max_drop:g}"
+            )
+        elif check.comparison is None or check.comparison.p_value is None:
+            side = "baseline" if reps_b is None else "candidate"
+            raise DataError(
+                f"{where}: the drop of {drop:.2f} points needs a significance test, but the {side} result has no per-unit outcomes",
+                hint=f"set require_significance = false for task '{b.task}' in the rules, or re-run with evalkit",
+            )
+        elif check.significant:
+            check.failures.append(
+                f"{where}: main score dropped by {drop:.2f} points ({_pts(b.main_score)} → {_pts(c.main_score)}), "
+                f"rule allows {rule.max_drop:g}; significant (paired bootstrap p {_p(check.comparison)})"
+            )
+        else:
+            check.notes.append(f"{where}: drop of {drop:.2f} points is within noise (paired bootstrap p {_p(check.comparison)})")
+    if rule.max_throughput_drop is not None:
+        base, cand = check.throughput
+        if base is None or cand is None:
+            side = "baseline" if base is None else "candidate"
+            raise DataError(
+                f"{where}: the rules check throughput but the {side} result has no sentences/s",
+                hint=f"set max_throughput_drop = false for task '{b.task}'",
+            )
+        rel = check.throughput_drop or 0.0
+        if rel > rule.max_throughput_drop:
+            check.failures.append(
+                f"{where}: throughput dropped by {100 * rel:.0f} % ({base:,.0f} → {cand:,.0f} sentences/s), "
+                f"allowed {100 * rule.max_throughput_drop:.0f} %"
+            )
+        differs = [k for k in ENVIRONMENT_KEYS if b.environment.get(k) != c.environment.get(k)]
+        if differs:
+            check.notes.append(f"{where}: throughput measured on different machines ({', '.join(differs)} differ)")
+
+
+def _interval(result: CellResult, reps: np.ndarray, config: Bootstrap) -> Interval:
+    low, high, undefined = percentile_interval(reps, config.level)
+    return Interval(result.main_score, low, high, config.level, config.n_boot, config.seed, result.n_units, undefined)
+
+
+def _p(comparison: Comparison) -> str:
+    from evalkit.report.formats import fmt_p
+
+    text = fmt_p(comparison.p_value, comparison.n_boot)
+    return text if text.startswith("<") else f"= {text}"
+
+
+def _pts(score: float | None) -> str:
+    return "–" if score is None else f"{100 * score:.2f}"
+
+
+def run_gate(
+    baseline: Sequence[CellResult],
+    candidate: Sequence[CellResult],
+    rules: Rules,
+    match: Sequence[str] = (),
+    baseline_root: Path = Path("baseline"),
+    candidate_root: Path = Path("candidate"),
+) -> GateReport:
+    """Match cells, check that both sides cover the same tasks, and judge every task."""
+    pairs = pair_encoders(baseline, candidate, match)
+    checks = []
+    for base_spec, cand_spec in pairs:
+        b_cells, c_cells = cells_by_task(baseline, base_spec), cells_by_task(candidate, cand_spec)
+        missing = sorted(set(b_cells) - set(c_cells))
+        extra = sorted(set(c_cells) - set(b_cells))
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"candidate {cand_spec} lacks " + ", ".join(f"{t}/{s}" for t, s in missing))
+            if extra:
+                parts.append(f"baseline {base_spec} lacks " + ", ".join(f"{t}/{s}" for t, s in extra))
+            raise DataError("the two sides cover different tasks: " + "; ".join(parts), hint="run the same tasks on both sides")
+        for key in sorted(b_cells, key=lambda k: (k[0].lower(), k[1])):
+            b, c = b_cells[key], c_cells[key]
+            check_comparable(b, c)
+            check = Check(b, c, rules.for_task(b.task, b.task_type))
+            evaluate_check(check, rules)
+            checks.append(check)
+    return GateReport(baseline_root, candidate_root, rules, pairs, checks)
+
+
+def gate_folders(baseline: Path, candidate: Path, rules: Rules, match: Sequence[str] = ()) -> GateReport:
+    """The gate on two result folders (what ``evalkit gate`` and the pytest plugin call)."""
+    from evalkit.report.sources import load_results
+
+    base = load_results(baseline, what="baseline")
+    cand = load_results(candidate, what="candidate")
+    return run_gate(base, cand, rules, match, Path(baseline), Path(candidate))

@@ -1,0 +1,97 @@
+"""The gate's verdict as Markdown, fit for a pull-request comment.
+
+One line that says pass or regression, one table row per check (baseline and
+candidate with intervals, the paired difference, p, throughput, the rule, the
+verdict), then the reasons, each naming the task and the drop.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from evalkit.report.formats import code_md, escape_md, fmt_p
+
+if TYPE_CHECKING:
+    from evalkit.gate import Check, GateReport
+    from evalkit.stats import Interval
+
+
+def _score(value: float | None, interval: Interval | None) -> str:
+    if value is None:
+        return "–"
+    text = f"{100 * value:.2f}"
+    if interval is not None and interval.low is not None and interval.high is not None:
+        text += f" [{100 * interval.low:.1f}, {100 * interval.high:.1f}]"
+    return text
+
+
+def _delta(check: Check) -> tuple[str, str]:
+    c = check.comparison
+    b, cand = check.baseline.main_score, check.candidate.main_score
+    if b is None or cand is None or not check.candidate.ok:
+        return "–", "–"
+    text = f"{100 * (cand - b):+.2f}"
+    if c is not None and c.low is not None and c.high is not None:
+        text += f" [{100 * c.low:+.2f}, {100 * c.high:+.2f}]"
+    return text, "–" if c is None else fmt_p(c.p_value, c.n_boot)
+
+
+def _throughput(check: Check) -> str:
+    base, cand = check.throughput
+    if base is None or cand is None:
+        return "–"
+    return f"{base:,.0f} → {cand:,.0f} ({100 * (cand / base - 1):+.0f} %)"
+
+
+def _rule(check: Check) -> str:
+    r = check.rule
+    text = f"drop ≤ {r.max_drop:g}" + (f", significant at {r.alpha:g}" if r.require_significance else "")
+    if r.max_throughput_drop is not None:
+        text += f"; speed drop ≤ {100 * r.max_throughput_drop:.0f} %"
+    return text
+
+
+def render_gate(report: GateReport) -> str:
+    cfg = report.rules.bootstrap
+    status = "✅ pass" if report.passed else "❌ regression"
+    failed = sum(not c.passed for c in report.checks)
+    lines = [
+        f"## evalkit gate: {status}",
+        "",
+        f"{len(report.checks)} check(s), {failed} failed. Baseline {code_md(report.baseline_root)}, "
+        f"candidate {code_md(report.candidate_root)}, rules: {code_md(report.rules.path) if report.rules.path else 'built-in defaults'}.",
+        f"Scores are main score × 100 with {cfg.level:.0%} bootstrap intervals; Δ is candidate − baseline in points with its "
+        f"paired interval and two-sided p-value ({cfg.n_boot:,} resamples of the task's units, seed {cfg.seed}).",
+        "",
+    ]
+    several = len(report.pairs) > 1
+    if not several and report.pairs:
+        base, cand = report.pairs[0]
+        lines += [f"Baseline encoder {code_md(base)}, candidate encoder {code_md(cand)}.", ""]
+    head = (["encoder"] if several else []) + ["task", "metric", "baseline", "candidate", "Δ", "p", "sentences/s", "rule", "verdict"]
+    lines += [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---:" if h in {"baseline", "candidate", "Δ", "p"} else "---" for h in head) + "|",
+    ]
+    for check in report.checks:
+        delta, p = _delta(check)
+        row = [escape_md(check.candidate.encoder)] if several else []
+        row += [
+            escape_md(check.label),
+            code_md(check.baseline.main_metric),
+            _score(check.baseline.main_score, check.baseline_interval),
+            _score(check.candidate.main_score if check.candidate.ok else None, check.candidate_interval),
+            delta,
+            p,
+            _throughput(check),
+            _rule(check),
+            "✅ pass" if check.passed else "❌ **fail**",
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    failures = [f for c in report.checks for f in c.failures]
+    notes = [n for c in report.checks for n in c.notes]
+    if failures:
+        lines += ["", "**Regressions**", ""] + [f"- {escape_md(f)}" for f in failures]
+    if notes:
+        lines += ["", "Notes", ""] + [f"- {escape_md(n)}" for n in notes]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,177 @@
+"""The report's figures, as PNG bytes (matplotlib, no pyplot state, no display needed).
+
+* quality vs throughput, with the Pareto front (no other encoder is both faster and better) marked;
+* per-task bars with interval whiskers;
+* the pooling comparison as a heat map (pooling × layer) when an ``hf`` model was run with several.
+
+Each returns None when the leaderboard has nothing to draw, so the page simply
+leaves the figure out. Labels come from specs, so ``$`` is escaped (matplotlib
+would otherwise read it as maths).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from evalkit.report.table import MEAN, Leaderboard
+from evalkit.spec import EncoderSpec
+
+DPI = 110
+COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD")
+
+
+def _text(value: object) -> str:
+    return str(value).replace("$", r"\$")
+
+
+def _png(fig: object) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")  # type: ignore[attr-defined]
+    return buffer.getvalue()
+
+
+def _figure(width: float, height: float) -> object:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
+    """Indices of points no other point beats on both axes (higher is better on both), by x."""
+    front = []
+    for i in range(len(x)):
+        dominated = any(x[j] >= x[i] and y[j] >= y[i] and (x[j] > x[i] or y[j] > y[i]) for j in range(len(x)))
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: x[i])
+
+
+def _errors(board: Leaderboard, encoders: Sequence[str], column: str) -> np.ndarray:
+    """Asymmetric whiskers (2 × n) from the intervals; zero where there is none."""
+    err = np.zeros((2, len(encoders)))
+    for k, encoder in enumerate(encoders):
+        low, high = board.interval(encoder, column)
+        value = float(board.score.at[encoder, column])
+        if low is not None and high is not None:
+            err[:, k] = (max(value - low, 0.0), max(high - value, 0.0))
+    return err
+
+
+def quality_vs_throughput(board: Leaderboard) -> bytes | None:
+    data = pd.DataFrame({"quality": board.score[MEAN], "speed": board.throughput["sentences_per_second"]}).dropna()
+    if data.empty:
+        return None
+    encoders = list(data.index)
+    x, y = data["speed"].to_numpy(float), data["quality"].to_numpy(float)
+    front = pareto_front(list(x), list(y))
+    fig = _figure(7.5, 4.6)
+    ax = fig.add_subplot()  # type: ignore[attr-defined]
+    err = _errors(board, encoders, MEAN)
+    ax.errorbar(x, y, yerr=err, fmt="o", color="#8C8C8C", ecolor="#BBBBBB", capsize=3, label="encoder", zorder=2)
+    ax.plot(x[front], y[front], "-o", color="#C44E52", drawstyle="steps-post", lw=1.5, ms=8, label="Pareto front", zorder=3)
+    for i, name in enumerate(encoders):
+        ax.annotate(_text(name), (x[i], y[i]), textcoords="offset points", xytext=(6, 5), fontsize=7.5)
+    if x.max() / max(x.min(), 1e-9) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel("throughput (sentences / second, encoding)")
+    ax.set_ylabel(f"{MEAN} main score × 100")
+    ax.set_title("Quality vs throughput")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return _png(fig)
+
+
+def task_bars(board: Leaderboard) -> bytes | None:
+    columns = [*board.tasks, *([MEAN] if len(board.tasks) > 1 else [])]
+    encoders = [e for e in board.encoders if not board.score.loc[e, columns].isna().all()]
+    if not encoders or not columns:
+        return None
+    fig = _figure(max(6.0, 1.2 + 0.45 * len(columns) * len(encoders)), 4.6)
+    ax = fig.add_subplot()  # type: ignore[attr-defined]
+    width = 0.8 / len(encoders)
+    positions = np.arange(len(columns))
+    for k, encoder in enumerate(encoders):
+        values = board.score.loc[encoder, columns].to_numpy(float)
+        err = np.zeros((2, len(columns)))
+        for c, column in enumerate(columns):
+            low, high = board.interval(encoder, column)
+            if low is not None and high is not None and not np.isnan(values[c]):
+                err[:, c] = (max(values[c] - low, 0.0), max(high - values[c], 0.0))
+        ax.bar(
+            positions + (k - (len(encoders) - 1) / 2) * width,
+            np.nan_to_num(values),
+            width,
+            yerr=err,
+            capsize=2,
+            color=COLORS[k % len(COLORS)],
+            label=_text(encoder),
+            error_kw={"elinewidth": 1, "ecolor": "#333333"},
+        )
+    ax.set_xticks(positions, [_text(c) for c in columns], rotation=20, ha="right")
+    ax.set_ylabel("main score × 100")
+    ax.set_title(f"Per task, with {board.config.level:.0%} intervals")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _png(fig)
+
+
+def pooling_grid(board: Leaderboard) -> tuple[str, pd.DataFrame] | None:
+    """The ``hf`` model with the most (pooling, layer) variants: its Mean by pooling × layer (≥ 2 variants)."""
+    groups: dict[str, dict[tuple[str, int], float]] = {}
+    for encoder in board.encoders:
+        value = board.score.at[encoder, MEAN]
+        try:
+            spec = EncoderSpec.parse(encoder)
+            layer = int(spec.opts.get("layer", "-1"))
+        except Exception:  # imported or odd specs are simply not part of the grid
+            continue
+        if spec.backend != "hf" or pd.isna(value):
+            continue
+        groups.setdefault(str(spec.without("pooling", "layer")), {})[(spec.opts.get("pooling", "mean"), layer)] = float(value)
+    if not groups:
+        return None
+    model, cells = max(groups.items(), key=lambda kv: len(kv[1]))
+    if len(cells) < 2:
+        return None
+    poolings = sorted({p for p, _ in cells})
+    layers = sorted({layer for _, layer in cells}, key=lambda v: (v < 0, v))
+    grid = pd.DataFrame(np.nan, index=poolings, columns=layers)
+    for (pooling, layer), value in cells.items():
+        grid.at[pooling, layer] = value
+    return model, grid
+
+
+def pooling_heatmap(board: Leaderboard) -> bytes | None:
+    found = pooling_grid(board)
+    if found is None:
+        return None
+    model, grid = found
+    fig = _figure(max(4.5, 1.6 + 0.9 * grid.shape[1]), max(2.6, 1.0 + 0.55 * grid.shape[0]))
+    ax = fig.add_subplot()  # type: ignore[attr-defined]
+    values = np.ma.masked_invalid(grid.to_numpy(float))
+    image = ax.imshow(values, cmap="viridis", aspect="auto")
+    for (row, col), value in np.ndenumerate(grid.to_numpy(float)):
+        if not np.isnan(value):
+            ax.text(col, row, f"{value:.1f}", ha="center", va="center", color="white" if value < values.mean() else "black", fontsize=9)
+    ax.set_xticks(range(grid.shape[1]), [("last" if c == -1 else str(c)) for c in grid.columns])
+    ax.set_yticks(range(grid.shape[0]), [_text(p) for p in grid.index])
+    ax.set_xlabel("layer")
+    ax.set_ylabel("pooling")
+    ax.set_title(_text(f"Pooling × layer: {model} ({MEAN} × 100)"), fontsize=10)
+    fig.colorbar(image, ax=ax)  # type: ignore[attr-defined]
+    return _png(fig)
+
+
+FIGURES = (
+    (
+        "quality-throughput",
+        "Quality vs throughput; the Pareto front (nothing else is both faster and better) in red",
+        quality_vs_throughput,
+    ),
+    ("per-task", "Main score per task with bootstrap interval whiskers", task_bars),
+    ("pooling", "Pooling comparison: mean score by pooling strategy and layer", pooling_heatmap),
+)

@@ -1,0 +1,41 @@
+"""A pooling sweep on one ``hf`` model runs the transformer once: 6 poolings × every layer, one forward pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evalkit.encoders import pooling as poolings
+from evalkit.execution import plan, run_local
+from evalkit.results.store import ResultStore
+from evalkit.spec import EncoderSpec
+from evalkit.taskspec import TaskIndex
+
+
+def run(specs: list[str], tmp_path: Path, name: str) -> list:
+    task = TaskIndex([]).get("STSBenchmark")
+    return run_local(plan([EncoderSpec.parse(s) for s in specs], [task]), ResultStore(tmp_path / name), progress=False)
+
+
+def test_six_poolings_by_every_layer_cost_one_forward_pass(tiny_bert: Path, tmp_path: Path) -> None:
+    names = poolings.names()
+    assert len(names) == 6
+    sweep = [f"hf:{tiny_bert}?pooling={p}&layer={layer}" for p in names for layer in (0, 1, 2)]
+    single = run([f"hf:{tiny_bert}?pooling=mean"], tmp_path, "single")
+    results = run(sweep, tmp_path, "sweep")
+    assert len(results) == 18 and all(r.ok for r in results)
+    one_pass = single[0].throughput["forward_batches"]
+    assert one_pass > 0
+    # every head of every cell came out of the same batches: the sweep ran exactly one pass
+    assert sum(r.throughput["forward_batches"] for r in results) == one_pass
+    shared = [r for r in results if r.throughput["shared_forward_pass"]]
+    assert len(shared) == 17 and all(r.throughput["sentences_per_second"] is None for r in shared)
+    by_spec = {r.encoder: r for r in results}
+    assert by_spec[f"hf:{tiny_bert}?layer=2&pooling=mean"].scores == single[0].scores  # layer 2 is the last of 2 layers
+
+
+def test_sweep_vectors_equal_each_pooling_run_alone(tiny_bert: Path, tmp_path: Path) -> None:
+    sweep = [f"hf:{tiny_bert}?pooling={p}" for p in poolings.names()]
+    together = {r.encoder: r.scores for r in run(sweep, tmp_path, "together")}
+    for spec in (sweep[1], sweep[-1]):
+        alone = run([spec], tmp_path, spec.rsplit("=", 1)[1])[0]
+        assert together[str(EncoderSpec.parse(spec))] == alone.scores
