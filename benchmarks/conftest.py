@@ -22,6 +22,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# torch's intra-op threads spin at barriers: on a shared 2-core box one thread is several times faster and far
+# steadier than two. Both sides of every comparison (and the fresh processes, through the environment) use this.
+THREADS = os.environ.setdefault("EVALKIT_BENCH_THREADS", "1")
+os.environ["OMP_NUM_THREADS"] = THREADS
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -78,20 +82,34 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     from tabulate import tabulate
 
     rows = [
-        [r.name, f"{statistics.median(r.num_seconds):.2f}", f"{statistics.median(r.den_seconds):.2f}", f"{r.ratio:.3f}", r.target,
-         {True: "yes", False: "NO", None: "–"}[r.ok]]
+        [
+            r.name,
+            f"{statistics.median(r.num_seconds):.2f}",
+            f"{statistics.median(r.den_seconds):.2f}",
+            f"{r.ratio:.3f}",
+            r.target,
+            {True: "yes", False: "NO", None: "–"}[r.ok],
+        ]
         for r in RATIOS
     ]
     headers = ["comparison (A / B)", "A median s", "B median s", "ratio (median of rounds)", "target", "met"]
-    terminalreporter.write_sep("=", f"evalkit benchmark ratios ({ROUNDS} alternating rounds)")
+    terminalreporter.write_sep("=", f"evalkit benchmark ratios ({ROUNDS} alternating rounds, {THREADS} torch thread(s))")
     terminalreporter.write_line(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
     RATIO_FILE.parent.mkdir(parents=True, exist_ok=True)
     from evalkit.environment import environment
 
     ratios = [asdict(r) | {"ratio": r.ratio} for r in RATIOS]
-    payload = {"rounds": ROUNDS, "load_average_at_end": os.getloadavg(), "environment": environment(), "ratios": ratios}
+    payload = {"rounds": ROUNDS, "torch_threads": THREADS, "load_average_at_end": os.getloadavg(), "environment": environment()}
+    payload["ratios"] = ratios
     RATIO_FILE.write_text(json.dumps(payload, indent=1, default=str) + "\n", encoding="utf-8")
     terminalreporter.write_line(f"written: {RATIO_FILE}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torch_threads() -> None:
+    import torch
+
+    torch.set_num_threads(int(THREADS))
 
 
 @pytest.fixture(scope="session")

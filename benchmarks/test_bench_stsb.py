@@ -34,7 +34,7 @@ def test_evaluation_vs_mteb_model_loaded(benchmark: Any, stsb: Any, minilm: Any)
     ours, theirs, results, scores = benchmark.pedantic(
         lambda: alternate(lambda: evalkit_cell(minilm, stsb), lambda: mteb_local.evaluate(task, model)), rounds=1, iterations=1
     )
-    assert all(abs(r.main_score - s) < 1e-4 for r, s in zip(results, scores, strict=True))
+    assert all(r.ok and abs(r.main_score - s) < 1e-4 for r, s in zip(results, scores, strict=True))
     record(Ratio("evaluation, model loaded: evalkit / MTEB", "evalkit", "mteb", ours, theirs, "(report)"), benchmark)
 
 
@@ -76,7 +76,8 @@ def test_harness_efficiency(benchmark: Any, stsb: Any, minilm: Any) -> None:
             for batch in batches:
                 backbone.model(**batch)
 
-    bare, full, _, _ = benchmark.pedantic(lambda: alternate(forward, lambda: evalkit_cell(minilm, stsb)), rounds=1, iterations=1)
+    bare, full, _, results = benchmark.pedantic(lambda: alternate(forward, lambda: evalkit_cell(minilm, stsb)), rounds=1, iterations=1)
+    assert all(r.ok for r in results)
     ratio = record(Ratio("harness efficiency: bare forward / evalkit evaluation", "forward", "evaluation", bare, full, ">= 0.9"), benchmark)
     ratio.ok = ratio.ratio >= 0.9
 
@@ -118,6 +119,7 @@ def test_warm_vs_cold_cache(benchmark: Any, stsb: Any, minilm: Any, tmp_path: Pa
     EmbeddingCache(root).clear()
     evalkit_cell(minilm, stsb, EmbeddingCache(root))  # filled before timing; every cold round refills it
     warm_times, cold_times, warm_results, cold_results = benchmark.pedantic(lambda: alternate(warm, cold), rounds=1, iterations=1)
+    assert all(r.ok for r in warm_results + cold_results)
     assert len({repr(sorted(r.scores.items())) for r in warm_results + cold_results}) == 1, "warm and cold must score identically"
     assert all(r.throughput["cached_fraction"] == 1.0 and r.throughput["forward_batches"] == 0 for r in warm_results)
     assert all(r.throughput["cached_fraction"] == 0.0 for r in cold_results)

@@ -197,8 +197,9 @@ def evaluate_check(check: Check, rules: Rules) -> None:
             )
         elif check.comparison is None or check.comparison.p_value is None:
             side = "baseline" if reps_b is None else "candidate"
+            why = "the paired test is undefined on these units" if check.comparison else f"the {side} result has no per-unit outcomes"
             raise DataError(
-                f"{where}: the drop of {drop:.2f} points needs a significance test, but the {side} result has no per-unit outcomes",
+                f"{where}: the drop of {drop:.2f} points needs a significance test, but {why}",
                 hint=f"set require_significance = false for task '{b.task}' in the rules, or re-run with evalkit",
             )
         elif check.significant:
@@ -214,7 +215,7 @@ def evaluate_check(check: Check, rules: Rules) -> None:
             side = "baseline" if base is None else "candidate"
             raise DataError(
                 f"{where}: the rules check throughput but the {side} result has no sentences/s",
-                hint=f"set max_throughput_drop = false for task '{b.task}'",
+                hint=f"re-run it with --no-cache, or set max_throughput_drop = false for task '{b.task}'",
             )
         rel = check.throughput_drop or 0.0
         if rel > rule.max_throughput_drop:

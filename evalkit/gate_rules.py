@@ -54,12 +54,6 @@ class Rule:
     max_throughput_drop: float | None = None
     source: str = "built-in defaults"
 
-    def describe(self) -> str:
-        text = f"drop ≤ {self.max_drop:g}"
-        if self.require_significance:
-            text += f" unless not significant (α = {self.alpha:g})"
-        return text
-
 
 @dataclass(frozen=True)
 class Rules:

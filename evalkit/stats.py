@@ -25,6 +25,8 @@ instead of several seconds (see :func:`spearman_counts`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import warnings
 import zlib
@@ -106,10 +108,6 @@ class Interval:
         except (KeyError, TypeError, ValueError):
             return None
 
-    @property
-    def half_width(self) -> float | None:
-        return None if self.low is None or self.high is None else (self.high - self.low) / 2
-
 
 @dataclass(frozen=True)
 class Comparison:
@@ -123,10 +121,6 @@ class Comparison:
     p_value: float | None
     level: float
     n_boot: int
-
-    @property
-    def paired(self) -> bool:
-        return self.p_value is not None
 
 
 def _round(value: float | None) -> float | None:
@@ -288,16 +282,29 @@ def resamplable(result: CellResult) -> Any | None:
     return adapter if getattr(adapter, "main_metric", None) == result.main_metric else None
 
 
+_REPLICATES: dict[tuple[Any, ...], np.ndarray | None] = {}
+
+
 def result_replicates(result: CellResult, config: Bootstrap | None = None) -> np.ndarray | None:
-    """Bootstrap replicates of a stored result's main score (same resamples as every encoder on its task)."""
+    """Bootstrap replicates of a stored result's main score (same resamples as every encoder on its task).
+
+    Memoised per process on the units' content, so a report with ``--baseline`` or a
+    gate run from a test suite resamples each cell once.
+    """
     adapter = resamplable(result)
     if adapter is None:
         return None
     config = config or Bootstrap()
-    try:
-        return replicates(adapter, result.units, result.n_units, config, stream_key(result.task, result.split))
-    except Exception:  # malformed units: the row simply has no interval
-        return None
+    units = hashlib.sha1(json.dumps(result.units, sort_keys=True, default=str).encode()).hexdigest()
+    key = (result.task, result.split, result.task_type, result.main_metric, result.n_units, units, config)
+    if key not in _REPLICATES:
+        if len(_REPLICATES) > 512:
+            _REPLICATES.clear()
+        try:
+            _REPLICATES[key] = replicates(adapter, result.units, result.n_units, config, stream_key(result.task, result.split))
+        except Exception:  # malformed units: the row simply has no interval
+            _REPLICATES[key] = None
+    return _REPLICATES[key]
 
 
 def result_interval(result: CellResult, config: Bootstrap | None = None) -> Interval | None:

@@ -146,7 +146,10 @@ def test_run_with_a_warm_cache_gives_identical_scores_and_says_so(tiny_bert: Pat
     from evalkit.cli import main
     from evalkit.results import ResultStore
 
-    args = ["run", "-e", f"hf:{tiny_bert}", "-t", "STSBenchmark", "-o", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c")]
+    from tests.test_pooling_sweep import small_sts_task
+
+    task = str(small_sts_task(tmp_path))
+    args = ["run", "-e", f"hf:{tiny_bert}", "-t", task, "-o", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c")]
     assert main([*args, "--no-progress", "--no-report"]) == 0
     first = ResultStore(tmp_path / "out").load_all()[0]
     assert main([*args, "--no-progress", "--no-report", "--overwrite"]) == 0

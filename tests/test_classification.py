@@ -50,9 +50,9 @@ def write_task(folder: Path, body: str) -> Path:
     return path
 
 
-def emotion_tsv_task(folder: Path, extra: str = "") -> Path:
+def emotion_tsv_task(folder: Path, extra: str = "", n_train: int = 400, n_test: int = 150) -> Path:
     """A user's task: TSV files with their own column names, string labels."""
-    for split, limit in (("train", 400), ("test", 150)):
+    for split, limit in (("train", n_train), ("test", n_test)):
         lines = ["sentence\tcategory"] + [f"{r['text']}\t{r['label']}" for r in jsonl(DATA / "emotion" / f"{split}.jsonl", limit)]
         (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return write_task(

@@ -35,7 +35,8 @@ def tasks(folder: Path) -> list[Path]:
 
 
 def run(out: Path, task_files: list[Path]) -> None:
-    args = [sys.executable, "-m", "evalkit", "run", "-o", str(out), "--no-progress", "--no-report"]
+    # --no-cache: the second run must compute its vectors again, not read the first run's back
+    args = [sys.executable, "-m", "evalkit", "run", "-o", str(out), "--no-progress", "--no-report", "--no-cache"]
     for spec in ENCODERS:
         args += ["-e", spec]
     for task in task_files:

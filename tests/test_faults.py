@@ -45,17 +45,21 @@ def tasks(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return files
 
 
+def run_args(out: Path, tasks: list[Path], encoders: tuple[str, ...] = ENCODERS) -> list[str]:
+    args = [sys.executable, "-m", "evalkit", "run", "-o", str(out), "--no-progress", "--no-report", "--no-cache"]
+    for encoder in encoders:
+        args += ["-e", encoder]
+    for task in tasks:
+        args += ["-t", str(task)]
+    return args
+
+
 def run(out: Path, tasks: list[Path], fault: str | None = None, encoders: tuple[str, ...] = ENCODERS) -> subprocess.Popen[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("EVALKIT_FAULT", None)
     if fault:
         env["EVALKIT_FAULT"] = fault
-    args = [sys.executable, "-m", "evalkit", "run", "-o", str(out), "--no-progress", "--no-report"]
-    for encoder in encoders:
-        args += ["-e", encoder]
-    for task in tasks:
-        args += ["-t", str(task)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    return subprocess.Popen(run_args(out, tasks, encoders), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
@@ -156,6 +160,7 @@ def test_corrupt_result_files_are_redone(tasks, clean, tmp_path) -> None:
     untouched = files[3].read_bytes()
     code, err = finish(run(out, tasks))
     assert code == 0, err
+    assert err.count("is unreadable or invalid") == 3, err  # the user is told which files were redone
     assert results(out) == clean[1]
     assert files[3].read_bytes() == untouched
 
@@ -192,15 +197,6 @@ def test_disk_full_mid_run_loses_nothing(tasks, clean, tmp_path) -> None:
     finally:
         if mounted:
             subprocess.run(["umount", str(disk)], check=True)
-
-
-def run_args(out: Path, tasks: list[Path]) -> list[str]:
-    args = [sys.executable, "-m", "evalkit", "run", "-o", str(out), "--no-progress", "--no-report"]
-    for encoder in ENCODERS:
-        args += ["-e", encoder]
-    for task in tasks:
-        args += ["-t", str(task)]
-    return args
 
 
 def test_two_writers_on_one_folder_collide_loudly(tasks, clean, tmp_path) -> None:

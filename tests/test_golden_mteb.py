@@ -39,13 +39,13 @@ def both_sides(encoder: Any, task: TaskSpec) -> tuple[float, float]:
     return ours.main_score, theirs
 
 
-def stsb_subset(folder: Path, n: int = 150) -> TaskSpec:
+def stsb_subset(folder: Path, n: int = 100) -> TaskSpec:
     lines = (REPO / "tasks" / "data" / "sts" / "stsbenchmark" / "test.tsv").read_text(encoding="utf-8").splitlines()
     (folder / "test.tsv").write_text("\n".join(lines[: n + 1]) + "\n", encoding="utf-8")
     return load_task_file(
         write_task(
             folder,
-            'name = "STSB-150"\ntype = "sts"\nsplit = "test"\n[files]\ntest = "test.tsv"\n[settings]\nmin_score = 0\nmax_score = 5\n',
+            'name = "STSB-100"\ntype = "sts"\nsplit = "test"\n[files]\ntest = "test.tsv"\n[settings]\nmin_score = 0\nmax_score = 5\n',
         )
     )
 
@@ -57,19 +57,19 @@ def test_sts_equals_mteb(tmp_path: Path, minilm: Any) -> None:
 
 
 def test_classification_equals_mteb(tmp_path: Path, minilm: Any) -> None:
-    task = load_task_file(emotion_tsv_task(tmp_path, ""))  # 400 train / 150 test Emotion rows, 4 experiments of 6 per label
+    task = load_task_file(emotion_tsv_task(tmp_path, n_train=200, n_test=100))  # Emotion rows; 4 experiments of 6 per label
     ours, theirs = both_sides(minilm, task)
     assert 0.1 < ours < 1
     assert abs(ours - theirs) <= TOLERANCE
 
 
 def test_pair_classification_equals_mteb(tmp_path: Path, minilm: Any) -> None:
-    ours, theirs = both_sides(minilm, load_task_file(mrpc_tsv_task(tmp_path, limit=150)))
+    ours, theirs = both_sides(minilm, load_task_file(mrpc_tsv_task(tmp_path, limit=100)))
     assert 0.5 < ours < 1
     assert abs(ours - theirs) <= TOLERANCE
 
 
 def test_retrieval_equals_mteb(tmp_path: Path, minilm: Any) -> None:
-    ours, theirs = both_sides(minilm, load_task_file(scifact_subset(tmp_path, n_queries=15, n_other_docs=20)))
+    ours, theirs = both_sides(minilm, load_task_file(scifact_subset(tmp_path, n_queries=10, n_other_docs=10)))
     assert 0.3 < ours < 1
     assert abs(ours - theirs) <= TOLERANCE

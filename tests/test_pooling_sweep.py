@@ -11,8 +11,19 @@ from evalkit.spec import EncoderSpec
 from evalkit.taskspec import TaskIndex
 
 
+def small_sts_task(folder: Path, pairs: int = 150) -> Path:
+    """A task file over the first ``pairs`` STS-B test pairs (real data, a fraction of the encoding time)."""
+    from tests.conftest import STSB_TEST
+
+    lines = STSB_TEST.read_text(encoding="utf-8").splitlines()[: pairs + 1]
+    (folder / "small.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    toml = folder / "small_sts.toml"
+    toml.write_text('name = "SmallSTS"\ntype = "sts"\nsplit = "test"\n[files]\ntest = "small.tsv"\n', encoding="utf-8")
+    return toml
+
+
 def run(specs: list[str], tmp_path: Path, name: str) -> list:
-    task = TaskIndex([]).get("STSBenchmark")
+    task = TaskIndex([]).get(str(small_sts_task(tmp_path)))
     return run_local(plan([EncoderSpec.parse(s) for s in specs], [task]), ResultStore(tmp_path / name), progress=False)
 
 
@@ -39,3 +50,16 @@ def test_sweep_vectors_equal_each_pooling_run_alone(tiny_bert: Path, tmp_path: P
     for spec in (sweep[1], sweep[-1]):
         alone = run([spec], tmp_path, spec.rsplit("=", 1)[1])[0]
         assert together[str(EncoderSpec.parse(spec))] == alone.scores
+
+
+def test_two_specs_naming_the_same_head_release_independently(tiny_bert: Path) -> None:
+    """``hf:m`` and ``hf:m?pooling=mean`` share backbone and head; closing one must not break the other."""
+    from evalkit.encoders import load_encoder
+
+    short, explicit = load_encoder(f"hf:{tiny_bert}"), load_encoder(f"hf:{tiny_bert}?pooling=mean&layer=-1")
+    assert short.backbone is explicit.backbone and short.head == explicit.head
+    before = short.encode(["a sentence", "another one"])
+    explicit.close()
+    after = short.encode(["a sentence", "another one"])
+    short.close()
+    assert (after == before).all()

@@ -154,3 +154,8 @@ def test_sharded_encoding_is_row_for_row_the_same(cluster) -> None:
     np.testing.assert_array_equal(stuck.encode(texts), expected)
     assert stuck.remote_shards == 0 and stuck.local_shards == 10
     inner.close()
+
+
+def test_ray_is_imported_only_when_the_ray_executor_runs() -> None:
+    code = "import sys, evalkit.cli, evalkit.execution, evalkit.execution.ray, evalkit.commands.run; assert 'ray' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)

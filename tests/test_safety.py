@@ -80,6 +80,7 @@ def test_a_malicious_pickle_never_runs(tmp_path: Path) -> None:
             str(sts_task(tmp_path, SAFE_TEXTS)),
             "-o",
             str(tmp_path / "out"),
+            "--no-cache",
         ],
         capture_output=True,
         text=True,
@@ -151,7 +152,7 @@ def test_texts_and_names_are_data(tmp_path: Path) -> None:
     out = tmp_path / "out"
     spec = "tfidf:<script>alert(1)</script>"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    run = [sys.executable, "-m", "evalkit", "run", "-e", spec, "-t", str(task), "-o", str(out), "--no-progress"]
+    run = [sys.executable, "-m", "evalkit", "run", "-e", spec, "-t", str(task), "-o", str(out), "--no-progress", "--no-cache"]
     proc = subprocess.run(run, capture_output=True, text=True, cwd=REPO, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr
     report = [sys.executable, "-m", "evalkit", "report", str(out), "--format", "html", "-o", str(tmp_path / "html")]

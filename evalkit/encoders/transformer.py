@@ -200,6 +200,7 @@ class Backbone:
     stats: TokenStats = field(default_factory=TokenStats)
     heads: dict[Hashable, Head] = field(default_factory=dict)
     users: int = 0
+    head_users: dict[Hashable, int] = field(default_factory=dict)  # two specs can name the same head ("hf:m", "hf:m?pooling=mean")
     _pending: dict[tuple[str, Hashable], np.ndarray] = field(default_factory=dict)
     _identity: str | None = None
 
@@ -276,6 +277,7 @@ class Backbone:
 
     def register(self, key: Hashable, head: Head) -> None:
         self.heads[key] = head
+        self.head_users[key] = self.head_users.get(key, 0) + 1
 
     def encode(self, texts: Sequence[str], key: Hashable) -> np.ndarray:
         """The output of head ``key`` for ``texts``: from a sibling's pass if one ran, else a new pass."""
@@ -313,9 +315,12 @@ class Backbone:
         return torch.autocast(device_type=self.device, dtype=getattr(torch, self.opts.dtype))
 
     def release(self, key: Hashable) -> None:
-        """An encoder is done: drop its head; free the model when nobody uses it."""
-        self.heads.pop(key, None)
-        self._pending = {k: v for k, v in self._pending.items() if k[1] != key}
+        """An encoder is done: drop its head unless another encoder still reads it; free the model when nobody uses it."""
+        self.head_users[key] = self.head_users.get(key, 1) - 1
+        if self.head_users[key] <= 0:
+            self.head_users.pop(key)
+            self.heads.pop(key, None)
+            self._pending = {k: v for k, v in self._pending.items() if k[1] != key}
         self.users -= 1
         if self.users > 0:
             return

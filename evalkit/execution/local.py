@@ -28,8 +28,11 @@ def pending(cells: Sequence[Cell], store: ResultStore, overwrite: bool = False) 
         existing = None if overwrite else store.get(str(cell.encoder), cell.task.name, cell.split)
         if existing is not None and existing.ok and existing.config_hash == cell.config_hash():
             done.append(existing)
-        else:
-            todo.append(cell)
+            continue
+        todo.append(cell)
+        path = store.path_for(str(cell.encoder), cell.task.name, cell.split)
+        if not overwrite and existing is None and path.exists():  # say so: a corrupt file is redone, not trusted
+            print(f"evalkit: redoing {cell.label}: its result file {path} is unreadable or invalid", file=sys.stderr)
     return todo, done
 
 
@@ -89,7 +92,23 @@ def run_group(
         for encoder in encoders.values():
             encoder.close()
         encoders.clear()
-        gc.collect()
+        release_memory()
+
+
+def release_memory() -> None:
+    """Collect the closed models and hand freed heap back to the OS, so RSS stays flat from group to group.
+
+    glibc keeps freed memory in per-thread arenas (torch's intra-op threads each have
+    one); without ``malloc_trim`` a long matrix shows RSS climbing by the size of the
+    activations even though every model was released (scripts/memory_profile.py).
+    """
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        import contextlib
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _task_order(group: Sequence[Cell], cell: Cell) -> int:

@@ -23,7 +23,7 @@ FORMATS = ("md", "html", "csv", "json")
 
 def escape_md(text: str) -> str:
     """Make data safe inside a Markdown table cell (pipes, HTML, line breaks, emphasis and code marks)."""
-    out = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    out = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
     for char in "*_`[]":
         out = out.replace(char, "\\" + char)
     return " ".join(out.split())

@@ -37,7 +37,7 @@ def _png(fig: object) -> bytes:
 def _figure(width: float, height: float) -> object:
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(width, height))  # savefig(bbox_inches="tight") makes room for long labels
 
 
 def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
@@ -119,37 +119,41 @@ def task_bars(board: Leaderboard) -> bytes | None:
     return _png(fig)
 
 
-def pooling_grid(board: Leaderboard) -> tuple[str, pd.DataFrame] | None:
-    """The ``hf`` model with the most (pooling, layer) variants: its Mean by pooling × layer (≥ 2 variants)."""
-    groups: dict[str, dict[tuple[str, int], float]] = {}
+def pooling_grid(board: Leaderboard) -> tuple[str, pd.DataFrame, list[str]] | None:
+    """The ``hf`` model with the most (pooling, layer) variants (≥ 2): mean score by pooling × layer.
+
+    The mean is over the tasks every variant of that model was scored on, so a
+    variant run on fewer tasks does not empty the grid.
+    """
+    groups: dict[str, dict[tuple[str, int], str]] = {}
     for encoder in board.encoders:
-        value = board.score.at[encoder, MEAN]
         try:
             spec = EncoderSpec.parse(encoder)
             layer = int(spec.opts.get("layer", "-1"))
         except Exception:  # imported or odd specs are simply not part of the grid
             continue
-        if spec.backend != "hf" or pd.isna(value):
-            continue
-        groups.setdefault(str(spec.without("pooling", "layer")), {})[(spec.opts.get("pooling", "mean"), layer)] = float(value)
+        if spec.backend == "hf":
+            groups.setdefault(str(spec.without("pooling", "layer")), {})[(spec.opts.get("pooling", "mean"), layer)] = encoder
     if not groups:
         return None
-    model, cells = max(groups.items(), key=lambda kv: len(kv[1]))
-    if len(cells) < 2:
+    model, variants = max(groups.items(), key=lambda kv: len(kv[1]))
+    tasks = [t for t in board.tasks if not board.score.loc[list(variants.values()), t].isna().any()]
+    if len(variants) < 2 or not tasks:
         return None
+    cells = {key: float(board.score.loc[encoder, tasks].mean()) for key, encoder in variants.items()}
     poolings = sorted({p for p, _ in cells})
     layers = sorted({layer for _, layer in cells}, key=lambda v: (v < 0, v))
     grid = pd.DataFrame(np.nan, index=poolings, columns=layers)
     for (pooling, layer), value in cells.items():
         grid.at[pooling, layer] = value
-    return model, grid
+    return model, grid, tasks
 
 
 def pooling_heatmap(board: Leaderboard) -> bytes | None:
     found = pooling_grid(board)
     if found is None:
         return None
-    model, grid = found
+    model, grid, tasks = found
     fig = _figure(max(4.5, 1.6 + 0.9 * grid.shape[1]), max(2.6, 1.0 + 0.55 * grid.shape[0]))
     ax = fig.add_subplot()  # type: ignore[attr-defined]
     values = np.ma.masked_invalid(grid.to_numpy(float))
@@ -161,7 +165,8 @@ def pooling_heatmap(board: Leaderboard) -> bytes | None:
     ax.set_yticks(range(grid.shape[0]), [_text(p) for p in grid.index])
     ax.set_xlabel("layer")
     ax.set_ylabel("pooling")
-    ax.set_title(_text(f"Pooling × layer: {model} ({MEAN} × 100)"), fontsize=10)
+    over = tasks[0] if len(tasks) == 1 else f"mean of {len(tasks)} tasks"
+    ax.set_title(_text(f"Pooling × layer: {model} ({over}, × 100)"), fontsize=10)
     fig.colorbar(image, ax=ax)  # type: ignore[attr-defined]
     return _png(fig)
 

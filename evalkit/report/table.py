@@ -87,11 +87,18 @@ class Leaderboard:
         return (None if pd.isna(low) else float(low), None if pd.isna(high) else float(high))
 
 
+def _measured(result: CellResult) -> bool:
+    """A cell whose own encoding was timed (not served by the embedding cache or a sibling pooling's pass)."""
+    speed = result.throughput.get("sentences_per_second")
+    return isinstance(speed, int | float) and not isinstance(speed, bool) and speed > 0
+
+
 def _throughput(results: Sequence[CellResult]) -> dict[str, Any]:
-    """Encoder-level throughput from its cells: total work over total encode time, peak of peaks."""
-    seconds = sum(float(r.throughput.get("encode_seconds") or 0) for r in results)
-    sentences = sum(int(r.throughput.get("sentences") or 0) for r in results)
-    tokens = sum(int(r.throughput.get("tokens") or 0) for r in results)
+    """Encoder-level throughput from its timed cells: total work over total encode time, peak of peaks."""
+    timed = [r for r in results if _measured(r)]
+    seconds = sum(float(r.throughput.get("encode_seconds") or 0) for r in timed)
+    sentences = sum(int(r.throughput.get("sentences") or 0) for r in timed)
+    tokens = sum(int(r.throughput.get("tokens") or 0) for r in timed)
     peak = max((int(r.throughput.get("peak_memory_bytes") or 0) for r in results), default=0)
     devices = sorted({str(r.throughput["device"]) for r in results if r.throughput.get("device")})
     return {
