@@ -237,7 +237,7 @@ def _p(comparison: Comparison) -> str:
     from evalkit.report.formats import fmt_p
 
     text = fmt_p(comparison.p_value, comparison.n_boot)
-    return text if text.startswith("<") else f"= {text}"
+    return text if text.startswith("≤") else f"= {text}"
 
 
 def _pts(score: float | None) -> str:

@@ -395,13 +395,30 @@ def test_there_are_at_least_30_cases() -> None:
     assert {"task", "sts data", "classification data", "pair data", "retrieval data", "spec", "result", "rules"} <= kinds
 
 
+Outcome = tuple[subprocess.CompletedProcess[str], list[str], Path]
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    """Every case's CLI run, four at a time: each is a separate Python process that spends most of its time starting."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def execute(name: str) -> Outcome:
+        folder = tmp_path_factory.mktemp("bad")
+        args, fragments = CASES[name](folder)
+        out = folder / "out"
+        if args[0] == "run":
+            args = [*args, "-o", str(out), "--no-progress", "--no-cache"]
+        proc = subprocess.run([sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, cwd=REPO, timeout=300)
+        return proc, fragments, out
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(CASES, pool.map(execute, CASES), strict=True))
+
+
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_is_exit_2_with_a_message_naming_it(name: str, tmp_path: Path) -> None:
-    args, fragments = CASES[name](tmp_path)
-    out = tmp_path / "out"
-    if args[0] == "run":
-        args = [*args, "-o", str(out), "--no-progress"]
-    proc = subprocess.run([sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+def test_bad_input_is_exit_2_with_a_message_naming_it(name: str, outcomes: dict[str, Outcome]) -> None:
+    proc, fragments, out = outcomes[name]
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("evalkit: error:")]

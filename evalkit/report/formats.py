@@ -38,7 +38,8 @@ def fmt_p(p: float | None, n_boot: int) -> str:
     """A bootstrap p-value; at its floor 1/(B+1) it is only known to be below that."""
     if p is None:
         return "–"
-    return f"< {1 / (n_boot + 1) * 1.0001:.2g}" if p <= 1 / (n_boot + 1) + 1e-12 else f"{p:.3g}"
+    floor = 1 / (n_boot + 1)
+    return f"≤ {floor * 1.0001:.2g}" if p <= floor + 1e-12 else f"{p:.3g}"
 
 
 def fmt(value: Any, digits: int = 2) -> str:
