@@ -88,3 +88,23 @@ def test_cuda_without_a_gpu_is_a_failed_row_not_a_crash(tiny_bert: Path, tmp_pat
     assert main(["bench", "-e", f"hf:{tiny_bert}", "--device", "cuda", "--texts", "8", "--repeats", "1", "-o", str(tmp_path)]) == 1
     (row,) = ResultStore(tmp_path).load_all(include_failed=True)
     assert not row.ok and "cuda" in (row.error or "").lower()
+
+
+def test_token_budget_bounds_every_forward_batch(tiny_bert: Path) -> None:
+    """Texts go longest first, in batches of at most ``batch_size`` texts and ``token_budget`` padded positions."""
+    from evalkit.encoders import load_encoder
+
+    texts = bench_texts(64)
+    encoder = load_encoder(f"hf:{tiny_bert}?batch_size=16&token_budget=600")
+    try:
+        batches = list(encoder.backbone.batches(texts))
+        lengths = encoder.backbone.token_lengths(texts)
+    finally:
+        encoder.close()
+    seen = [int(i) for idx, _ in batches for i in idx]
+    assert sorted(seen) == list(range(len(texts)))
+    assert [lengths[i] for i in seen] == sorted(lengths, reverse=True)
+    for idx, batch in batches:
+        assert len(idx) <= 16
+        assert batch["input_ids"].numel() <= 600 or len(idx) == 1
+    assert len(batches) > len(texts) / 16  # the long abstracts forced smaller batches

@@ -109,6 +109,20 @@ def test_the_same_run_repeated_passes(runs: dict[str, Path], capsys: pytest.Capt
     assert "✅ pass" in out
 
 
+def test_a_drop_beyond_the_rule_that_is_not_significant_passes_with_a_note(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two different encoders 1.3 points apart on 1,379 pairs: more than max_drop, but the paired test cannot tell."""
+    baseline = stsb_only(POOLING, tmp_path / "layer3", "hf:all-MiniLM-L6-v2?layer=3&pooling=mean")
+    code, out, err = gate(capsys, "--baseline", baseline, "--candidate", runs["base-static"])
+    assert code == 0, out + err
+    assert "drop of 1.29 points is within noise (paired bootstrap p = 0.5" in out
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[defaults]\nrequire_significance = false\n", encoding="utf-8")
+    code, out, _ = gate(capsys, "--baseline", baseline, "--candidate", runs["base-static"], "--rules", strict)
+    assert code == 1 and "main score dropped by 1.29 points" in out
+
+
 def test_match_pairs_two_specs_in_multi_encoder_folders(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     candidate = tmp_path / "candidate"
     shutil.copytree(runs["both"], candidate)

@@ -112,3 +112,9 @@ class STSAdapter:
         gold = np.asarray(units["gold"])[index]
         cosine = np.asarray(units["cosine"])[index]
         return float(spearmanr(gold, cosine)[0])
+
+    def score_counts(self, units: Mapping[str, Any], counts: np.ndarray) -> np.ndarray:
+        """All bootstrap resamples at once (``counts``: resamples × units multiplicities)."""
+        from evalkit.stats import spearman_counts
+
+        return spearman_counts(np.asarray(units["gold"]), np.asarray(units["cosine"]), counts)

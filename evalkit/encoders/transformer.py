@@ -203,6 +203,7 @@ class Backbone:
     head_users: dict[Hashable, int] = field(default_factory=dict)  # two specs can name the same head ("hf:m", "hf:m?pooling=mean")
     _pending: dict[tuple[str, Hashable], np.ndarray] = field(default_factory=dict)
     _identity: str | None = None
+    _lengths: tuple[str, list[int]] | None = None  # (digest, token lengths) of the last texts batched
 
     @classmethod
     def shared(cls, opts: LoadOptions, model_class: str = "AutoModel", seed: int | None = None, **kwargs: Any) -> Backbone:
@@ -254,6 +255,9 @@ class Backbone:
         }
 
     def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text; the texts of the last pass are not tokenised again (siblings count them too)."""
+        if self._lengths is not None and len(texts) == len(self._lengths[1]) and self._lengths[0] == _digest(texts):
+            return list(self._lengths[1])
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, add_special_tokens=True)
         return [len(ids) for ids in encoded["input_ids"]]
 
@@ -265,6 +269,7 @@ class Backbone:
         """
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
+        self._lengths = (_digest(texts), lengths.tolist())
         order = np.argsort(-lengths, kind="stable")
         budget = self.opts.token_budget or self.opts.batch_size * TOKENS_PER_TEXT
         start = 0

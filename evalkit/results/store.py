@@ -89,7 +89,9 @@ class ResultStore:
     def files(self) -> list[Path]:
         if not self.root.exists():
             return []
-        return sorted(p for p in self.root.rglob("*.json") if not p.name.startswith("."))
+        # Cells live exactly one level down (ROOT/<encoder>/<task>.<split>.json); reports saved
+        # beside them (leaderboard.json, MTEB exports) are not cells.
+        return sorted(p for p in self.root.glob("*/*.json") if not p.name.startswith("."))
 
     def __iter__(self) -> Iterator[CellResult]:
         for path in self.files():
