@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from evalkit.adapters import ADAPTERS
 from evalkit.errors import DataError
 from evalkit.stats import Bootstrap
 
@@ -147,6 +148,10 @@ def parse_rules(raw: Mapping[str, Any], path: Path | None = None) -> Rules:
         if not isinstance(tables, dict):
             raise DataError("must be a table of tables", path=path, field=scope)
         for name, table in tables.items():
+            if scope == "task_type" and name not in ADAPTERS:
+                raise DataError(
+                    f"unknown task type '{name}'; known: {', '.join(ADAPTERS.names())}", path=path, field=f"{scope}.{name}"
+                )
             scoped[scope][name.lower()] = parse_rule(table, f"{scope}.{name}", path)
     return Rules(defaults, scoped["task_type"], scoped["task"], Bootstrap(**boot), path)
 

@@ -389,6 +389,13 @@ def _(f: Path) -> tuple[list[str], list[str]]:
     return ["run", "-e", SPEC, "-t", str(task_file_for_specs(f)), "--address", "auto"], ["--address", "--executor ray"]
 
 
+@case("flags: results folder under a plain file")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    write(f, "plain-file", "not a folder")
+    args = ["run", "-e", SPEC, "-t", str(task_file_for_specs(f)), "-o", str(f / "plain-file" / "results")]
+    return args, ["plain-file", "Not a directory"]
+
+
 def test_there_are_at_least_30_cases() -> None:
     assert len(CASES) >= 30
     kinds = {name.split(":")[0] for name in CASES}
@@ -408,7 +415,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
         args, fragments = CASES[name](folder)
         out = folder / "out"
         if args[0] == "run":
-            args = [*args, "-o", str(out), "--no-progress", "--no-cache"]
+            args = [*args, "--no-progress", "--no-cache"] + ([] if "-o" in args else ["-o", str(out)])
         proc = subprocess.run([sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, cwd=REPO, timeout=300)
         return proc, fragments, out
 

@@ -145,7 +145,6 @@ def test_run_with_a_warm_cache_gives_identical_scores_and_says_so(tiny_bert: Pat
     """``evalkit run --overwrite`` twice: the second run reads every vector from the cache and reports it."""
     from evalkit.cli import main
     from evalkit.results import ResultStore
-
     from tests.test_pooling_sweep import small_sts_task
 
     task = str(small_sts_task(tmp_path))

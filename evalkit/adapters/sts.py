@@ -72,7 +72,14 @@ class STSAdapter:
         return values[0], values[1]
 
     def load(self, task: TaskSpec, split: str) -> STSData:
-        columns = {"sentence1": "sentence1", "sentence2": "sentence2", "score": "score", **task.setting("columns", {})}
+        renames = task.setting("columns", {})
+        if not isinstance(renames, dict) or set(renames) - {"sentence1", "sentence2", "score"}:
+            raise DataError(
+                "must be a table mapping sentence1 / sentence2 / score to column names",
+                path=task.source,
+                field="settings.columns",
+            )
+        columns = {"sentence1": "sentence1", "sentence2": "sentence2", "score": "score", **renames}
         rows = read_many(task.files_for(split), [columns["sentence1"], columns["sentence2"], columns["score"]])
         low, high = self._range(task)
         gold = []

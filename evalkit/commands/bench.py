@@ -46,11 +46,12 @@ def main(args: argparse.Namespace) -> int:
     if args.texts < 1 or args.repeats < 1 or args.warmup < 0:
         raise EvalkitError("--texts and --repeats must be at least 1, --warmup at least 0")
     specs = list(dict.fromkeys(check_spec(s) for s in args.encoder))
+    devices = list(dict.fromkeys(_resolve(d) for d in args.device))  # rows name the device that ran, never "auto"
     texts = bench_texts(args.texts)
     store = ResultStore(args.output)
     rows = []
     for spec in specs:
-        for device in args.device:
+        for device in devices:
             for dtype in args.dtype:
                 for batch_size in args.batch_size:
                     config = BenchConfig(device, dtype, batch_size, args.warmup, args.repeats)
@@ -64,6 +65,14 @@ def main(args: argparse.Namespace) -> int:
     failures = sum(not r.ok for r in rows)
     print(f"results: {args.output}/ ({len(rows) - failures} ok, {failures} failed)", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _resolve(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def render(rows: list[Any]) -> str:

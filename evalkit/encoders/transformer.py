@@ -22,6 +22,7 @@ from evalkit.spec import Options
 
 DTYPES = ("float32", "float16", "bfloat16")
 TOKENS_PER_TEXT = 128  # default token budget per text slot: batch_size short texts, fewer long ones
+MAX_PAD_RATIO = 2  # a batch holds texts of at least half its longest text's length
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 COMMON_OPTIONS = {
@@ -264,8 +265,10 @@ class Backbone:
     def batches(self, texts: Sequence[str]) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
         """Yield (original indices, padded batch), longest texts first, each within the token budget.
 
-        Texts are tokenised once; sorting by token length keeps padding small, and
-        the budget (padded positions per pass) bounds memory when texts are long.
+        Texts are tokenised once; sorting by token length keeps padding small, the
+        budget (padded positions per pass) bounds memory when texts are long, and a
+        batch never pads a text to more than twice its length (a short sentence is not
+        padded to a 512-token abstract just because the budget had room).
         """
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
@@ -274,7 +277,11 @@ class Backbone:
         budget = self.opts.token_budget or self.opts.batch_size * TOKENS_PER_TEXT
         start = 0
         while start < len(order):
-            size = max(1, min(self.opts.batch_size, budget // max(int(lengths[order[start]]), 1)))
+            longest = max(int(lengths[order[start]]), 1)
+            cap = min(len(order) - start, self.opts.batch_size, max(1, budget // longest))
+            size = 1  # grow while the next text is at least 1/MAX_PAD_RATIO of the longest: no short text padded to a long one
+            while size < cap and lengths[order[start + size]] * MAX_PAD_RATIO >= longest:
+                size += 1
             idx = order[start : start + size]
             features = {name: [values[i] for i in idx] for name, values in encoded.items()}
             yield idx, self.tokenizer.pad(features, padding=True, return_tensors="pt")

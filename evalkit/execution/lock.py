@@ -40,8 +40,11 @@ class ResultsLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # read-only, no permission, a file where the folder should be
+            raise EvalkitError(f"cannot use this results folder ({exc.strerror or exc})", path=self.root) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -31,6 +31,7 @@ def atomic_write(path: Path, text: str) -> None:
             handle.write(text[half:])
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
         faultpoint("store.before_rename")
         os.replace(tmp, path)
     except BaseException:
@@ -42,6 +43,12 @@ def atomic_write(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class ResultStore:
