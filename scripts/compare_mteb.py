@@ -250,7 +250,7 @@ def main() -> int:
         print(f"{task.name}: evalkit {ours:.5f} ({ours_s:.0f}s), MTEB {theirs:.5f} ({theirs_s:.0f}s)", file=sys.stderr, flush=True)
     print("| task | metric | evalkit | MTEB evaluator | |Δ| | published (MTEB) | evalkit s | MTEB s |\n|---|---|---|---|---|---|---|---|")
     for name, metric, ours, theirs, published, ours_s, theirs_s in rows:
-        pub = f"{published:.4f}" if published is not None else "—"
+        pub = f"{published:.6g}" if published is not None else "—"
         print(f"| {name} | {metric} | {ours:.5f} | {theirs:.5f} | {abs(ours - theirs):.1e} | {pub} | {ours_s:.0f} | {theirs_s:.0f} |")
     worst = max(abs(r[2] - r[3]) for r in rows)
     print(

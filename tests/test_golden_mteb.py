@@ -36,6 +36,7 @@ def both_sides(encoder: Any, task: TaskSpec) -> tuple[float, float]:
     ours = adapter_for(task.type).evaluate(encoder, task, task.split)
     theirs = compare.mteb_main_score(task, task.split, compare.native_model(encoder))
     assert ours.main_score is not None
+    print(f"{task.name}: evalkit {ours.main_score:.7f}, MTEB {theirs:.7f}, |diff| {abs(ours.main_score - theirs):.1e}")  # shown with -s
     return ours.main_score, theirs
 
 
