@@ -15,7 +15,7 @@ test: setup
 	$(BIN)/python -m pytest -q $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check evalkit tests
+	$(BIN)/ruff check evalkit tests benchmarks scripts
 	$(BIN)/mypy evalkit
 
 bench: setup

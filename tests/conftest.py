@@ -7,11 +7,14 @@ exist offline, so the RoBERTa tokenizer is a real byte-level BPE trained here on
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Each test session gets its own embedding cache: no vectors leak in from a user's cache or an earlier run.
+os.environ["EVALKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="evalkit-test-cache-")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent

@@ -61,7 +61,13 @@ def main(args: argparse.Namespace) -> int:
             from evalkit.execution.ray import run_ray
 
             results = run_ray(
-                cells, store, overwrite=args.overwrite, progress=not args.no_progress, address=args.address, shard_size=args.shard_size
+                cells,
+                store,
+                overwrite=args.overwrite,
+                progress=not args.no_progress,
+                address=args.address,
+                shard_size=args.shard_size,
+                cache_dir=None if args.no_cache else str(args.cache_dir or ""),
             )
         else:
             from evalkit.cache import EmbeddingCache

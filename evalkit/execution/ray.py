@@ -56,15 +56,24 @@ DEFAULT_SHARD_SIZE = 20_000
 MIN_PATIENCE_S = 0.5  # shortest wait for a remote shard before encoding one here instead
 
 
-def _group_task(group: list[Cell], shard_size: int, resources: dict[str, float]) -> Iterator[CellResult]:
-    """Runs on a Ray worker: one model, its cells, one result at a time."""
+def _group_task(
+    group: list[Cell], shard_size: int, resources: dict[str, float], cache_dir: str | None
+) -> Iterator[CellResult]:
+    """Runs on a Ray worker: one model, its cells, one result at a time.
+
+    ``cache_dir`` is the embedding cache on the worker's node ("" = the default folder,
+    None = no cache); each node keeps its own.
+    """
+    from evalkit.cache import EmbeddingCache
+
+    cache = None if cache_dir is None else EmbeddingCache(cache_dir or None)
 
     def wrap(encoder: Encoder) -> Encoder:
         if shard_size <= 0 or isinstance(encoder, CorpusFitted):  # a fitted TF-IDF lives in this worker only
             return encoder
         return ShardedEncoder(encoder, shard_size, resources)
 
-    yield from run_group(group, wrap=wrap)
+    yield from run_group(group, wrap=wrap, cache=cache)
 
 
 class ShardedEncoder:
@@ -189,6 +198,7 @@ def run_ray(
     address: str | None = None,
     num_cpus: int | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
+    cache_dir: str | None = "",
 ) -> list[CellResult]:
     """Run every cell not already done on a Ray cluster; the driver writes each result as it arrives.
 
@@ -216,7 +226,7 @@ def run_ray(
         running: dict[Any, list[Cell]] = {}
         for group in sharing_groups(todo):
             options = resources_for(group, gpus)
-            generator = task.options(num_returns="streaming", max_retries=0, **options).remote(list(group), shard_size, options)
+            generator = task.options(num_returns="streaming", max_retries=0, **options).remote(list(group), shard_size, options, cache_dir)
             running[generator] = list(group)
         while running:
             ready: list[Any] = ray.wait(list(running), num_returns=1)[0]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evalkit.bench import is_bench
 from evalkit.results.schema import CellResult
 from evalkit.stats import Bootstrap, compare, percentile_interval, result_interval, result_replicates, tied_ranks
 
@@ -94,7 +95,11 @@ def _measured(result: CellResult) -> bool:
 
 
 def _throughput(results: Sequence[CellResult]) -> dict[str, Any]:
-    """Encoder-level throughput from its timed cells: total work over total encode time, peak of peaks."""
+    """Encoder-level throughput: total work over total encode time, peak of peaks.
+
+    ``evalkit bench`` rows (fixed text sample, warm-up, repeats) are preferred over
+    the timings of evaluation cells when a results folder holds both.
+    """
     timed = [r for r in results if _measured(r)]
     seconds = sum(float(r.throughput.get("encode_seconds") or 0) for r in timed)
     sentences = sum(int(r.throughput.get("sentences") or 0) for r in timed)
@@ -119,7 +124,8 @@ def build(
 ) -> Leaderboard:
     """The leaderboard of the successful cells in ``results`` (failed cells are left out)."""
     config = config or Bootstrap()
-    ok = [r for r in results if r.ok]
+    bench = [r for r in results if r.ok and is_bench(r)]
+    ok = [r for r in results if r.ok and not is_bench(r)]
     encoders = list(dict.fromkeys(r.encoder for r in ok))
     tasks = sorted({column_of(r) for r in ok}, key=str.lower)
     task_types = {column_of(r): r.task_type for r in ok}
@@ -166,7 +172,9 @@ def build(
             rank[encoder] = value
     origin = pd.Series({e: next(r.origin for r in ok if r.encoder == e) for e in encoders}, name="origin", dtype=object)
     throughput = pd.DataFrame(
-        [_throughput([r for r in ok if r.encoder == e]) for e in encoders], index=score.index, columns=list(THROUGHPUT_COLUMNS)
+        [_throughput([r for r in bench if r.encoder == e] or [r for r in ok if r.encoder == e]) for e in encoders],
+        index=score.index,
+        columns=list(THROUGHPUT_COLUMNS),
     )
     order = sorted(
         encoders,
