@@ -410,8 +410,11 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     """Every case's CLI run, four at a time: each is a separate Python process that spends most of its time starting."""
     from concurrent.futures import ThreadPoolExecutor
 
+    # Folders are made here, not in the threads: tmp_path_factory is not thread-safe.
+    folders = {name: tmp_path_factory.mktemp("bad") for name in CASES}
+
     def execute(name: str) -> Outcome:
-        folder = tmp_path_factory.mktemp("bad")
+        folder = folders[name]
         args, fragments = CASES[name](folder)
         out = folder / "out"
         if args[0] == "run":
