@@ -4,14 +4,17 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup chromium run test lint bench gate clean
 setup:
 	@scripts/bootstrap
+
+chromium:
+	@scripts/install-chromium
 
 run: setup
 	$(BIN)/evalkit run $(ARGS)
 
-test: setup
+test: setup chromium
 	$(BIN)/python -m pytest -q $(ARGS)
 
 lint: setup
@@ -20,6 +23,9 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m pytest benchmarks -q --benchmark-columns=min,mean,rounds $(ARGS)
+
+gate: setup
+	scripts/ci-gate
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.encoders.base import CorpusFitted, Encoder, Role
+from evalkit.encoders.base import CorpusFitted, Encoder, EncoderWrapper, Role
 
 FORMAT_VERSION = 1
 COMPACT_AFTER = 32  # shards per namespace before they are merged into one
@@ -201,7 +201,7 @@ class CacheInfo:
     bytes: int
 
 
-class CachedEncoder:
+class CachedEncoder(EncoderWrapper):
     """An Encoder that answers from the cache and sends only the missing texts to ``inner``.
 
     ``hits`` / ``misses`` count texts since the last ``reset_counts``, so the throughput
@@ -209,8 +209,7 @@ class CachedEncoder:
     """
 
     def __init__(self, inner: Encoder, cache: EmbeddingCache, device: str = "cpu") -> None:
-        self.inner = inner
-        self.spec = inner.spec
+        super().__init__(inner)
         self.cache = cache
         self.device = device
         self.hits = 0
@@ -245,14 +244,6 @@ class CachedEncoder:
         self.hits = self.misses = 0
         return counts
 
-    def fingerprint(self) -> dict[str, str]:
-        return self.inner.fingerprint()
-
-    def count_tokens(self, texts: Sequence[str]) -> int:
-        return self.inner.count_tokens(texts)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def _read_shard(path: Path) -> tuple[np.ndarray, np.ndarray] | None:

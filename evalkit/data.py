@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,8 +108,11 @@ def _read_delimited(path: Path, delimiter: str, required: Sequence[str]) -> list
     return rows
 
 
-def _read_jsonl(path: Path, required: Sequence[str]) -> list[Row]:
-    rows = []
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Stream (line number, object) from a JSON Lines file; a bad line names file and line.
+
+    Streaming, so a large retrieval corpus never has to be held as rows.
+    """
     with path.open("rb") as handle:
         for line_no, raw in enumerate(handle, start=1):
             if not raw.strip():
@@ -120,8 +123,14 @@ def _read_jsonl(path: Path, required: Sequence[str]) -> list[Row]:
                 raise DataError(f"line is not valid JSON ({exc})", path=path, line=line_no) from None
             if not isinstance(value, dict):
                 raise DataError(f"expected a JSON object, got {type(value).__name__}", path=path, line=line_no)
-            for column in required:
-                if column not in value:
-                    raise DataError("missing key", path=path, line=line_no, field=column)
-            rows.append(Row(path, line_no, value))
+            yield line_no, value
+
+
+def _read_jsonl(path: Path, required: Sequence[str]) -> list[Row]:
+    rows = []
+    for line_no, value in iter_jsonl(path):
+        for column in required:
+            if column not in value:
+                raise DataError("missing key", path=path, line=line_no, field=column)
+        rows.append(Row(path, line_no, value))
     return rows

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.cache import CachedEncoder, EmbeddingCache
-from evalkit.encoders.base import CorpusFitted, Encoder, Role
+from evalkit.encoders.base import CorpusFitted, Encoder, EncoderWrapper, Role
 
 
 def current_rss() -> int:
@@ -133,7 +133,7 @@ class Throughput:
         return data
 
 
-class MeteredEncoder:
+class MeteredEncoder(EncoderWrapper):
     """An Encoder that measures the one it wraps; adapters cannot tell the difference.
 
     With an embedding ``cache``, lookups happen in front of the meter, so only the
@@ -141,8 +141,7 @@ class MeteredEncoder:
     """
 
     def __init__(self, inner: Encoder, device: str = "cpu", cache: EmbeddingCache | None = None) -> None:
-        self.inner = inner
-        self.spec = inner.spec
+        super().__init__(inner)
         self.meter = Throughput(device=device)
         self.cached: CachedEncoder | None = None
         if cache is not None:
@@ -188,32 +187,15 @@ class MeteredEncoder:
         if isinstance(self.inner, CorpusFitted):
             self.inner.fit(texts)
 
-    def fingerprint(self) -> dict[str, str]:
-        return self.inner.fingerprint()
-
-    def count_tokens(self, texts: Sequence[str]) -> int:
-        return self.inner.count_tokens(texts)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
-class _Measured:
+class _Measured(EncoderWrapper):
     """The meter seen as an Encoder, so the cache sends it only the texts it misses."""
 
     def __init__(self, meter: MeteredEncoder) -> None:
+        super().__init__(meter.inner)
         self.meter = meter
-        self.inner = meter.inner
-        self.spec = meter.spec
 
     def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
         return self.meter.measure(texts, role)
 
-    def fingerprint(self) -> dict[str, str]:
-        return self.inner.fingerprint()
-
-    def count_tokens(self, texts: Sequence[str]) -> int:
-        return self.inner.count_tokens(texts)
-
-    def close(self) -> None:
-        self.inner.close()

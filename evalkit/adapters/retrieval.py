@@ -14,7 +14,6 @@ rounded (MTEB rounds to 5 decimals).
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from evalkit.adapters.base import TaskOutcome, check_settings, embed, fit_if_needed
-from evalkit.data import read_rows
+from evalkit.data import iter_jsonl, read_rows
 from evalkit.encoders.base import CorpusFitted, Encoder, Role
 from evalkit.errors import DataError, EvalkitError
 from evalkit.taskspec import TaskSpec
@@ -76,26 +75,17 @@ def iter_corpus(path: Path, chunk_size: int) -> Iterator[list[tuple[str, str, in
     if path.suffix.lower() not in {".jsonl", ".ndjson"}:
         raise DataError("a retrieval corpus must be JSON Lines", path=path, hint='one {"_id": ..., "title": ..., "text": ...} per line')
     chunk: list[tuple[str, str, int]] = []
-    with path.open("rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                doc = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise DataError(f"line is not valid JSON ({exc})", path=path, line=line_no) from None
-            if not isinstance(doc, dict):
-                raise DataError(f"expected a JSON object, got {type(doc).__name__}", path=path, line=line_no)
-            doc_id = doc.get("_id", doc.get("id"))
-            if isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
-                raise DataError("missing or non-scalar document id", path=path, line=line_no, field="_id")
-            text, title = doc.get("text"), doc.get("title") or ""
-            if not isinstance(text, str) or not isinstance(title, str):
-                raise DataError("text and title must be strings", path=path, line=line_no, field="text")
-            chunk.append((str(doc_id), (title + " " + text).strip() if title else text.strip(), line_no))
-            if len(chunk) == chunk_size:
-                yield chunk
-                chunk = []
+    for line_no, doc in iter_jsonl(path):
+        doc_id = doc.get("_id", doc.get("id"))
+        if isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
+            raise DataError("missing or non-scalar document id", path=path, line=line_no, field="_id")
+        text, title = doc.get("text"), doc.get("title") or ""
+        if not isinstance(text, str) or not isinstance(title, str):
+            raise DataError("text and title must be strings", path=path, line=line_no, field="text")
+        chunk.append((str(doc_id), (title + " " + text).strip() if title else text.strip(), line_no))
+        if len(chunk) == chunk_size:
+            yield chunk
+            chunk = []
     if chunk:
         yield chunk
 

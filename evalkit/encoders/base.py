@@ -70,6 +70,30 @@ class BaseEncoder:
         return {"spec": str(self.spec)}
 
 
+class EncoderWrapper:
+    """Base of encoders that wrap another (metering, caching, sharding): delegates the rest.
+
+    Subclasses override ``encode``; fingerprint, token counts and release are the
+    wrapped encoder's, so a wrapper never changes what the vectors are keyed by.
+    """
+
+    def __init__(self, inner: Encoder) -> None:
+        self.inner = inner
+        self.spec = inner.spec
+
+    def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
+        return self.inner.encode(texts, role)
+
+    def fingerprint(self) -> dict[str, str]:
+        return self.inner.fingerprint()
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return self.inner.count_tokens(texts)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def as_matrix(vectors: object, n: int) -> np.ndarray:
     """Normalise backend output to a 2-D float32 array and check its row count."""
     array = np.asarray(vectors, dtype=np.float32)

@@ -23,7 +23,7 @@ from typing import Any, cast
 import numpy as np
 
 from evalkit.encoders import load_encoder
-from evalkit.encoders.base import CorpusFitted, Encoder, Role
+from evalkit.encoders.base import CorpusFitted, Encoder, EncoderWrapper, Role
 from evalkit.errors import EvalkitError, SpecError
 from evalkit.execution.cells import Cell, failed
 from evalkit.execution.local import pending, run_group, sharing_groups
@@ -76,7 +76,7 @@ def _group_task(
     yield from run_group(group, wrap=wrap, cache=cache)
 
 
-class ShardedEncoder:
+class ShardedEncoder(EncoderWrapper):
     """Encodes a large batch (a retrieval corpus chunk) in shards on other Ray workers, then merges them in order.
 
     Shards 1..n-1 go to Ray tasks that load the same spec (once per worker process);
@@ -90,8 +90,7 @@ class ShardedEncoder:
     """
 
     def __init__(self, inner: Encoder, shard_size: int, resources: dict[str, Any], patience_s: float = MIN_PATIENCE_S) -> None:
-        self.inner = inner
-        self.spec = inner.spec
+        super().__init__(inner)
         self.shard_size = shard_size
         self.resources = resources
         self.patience_s = patience_s
@@ -131,14 +130,6 @@ class ShardedEncoder:
         self.local_shards += 1
         return np.asarray(self.inner.encode(texts[bounds[0] : bounds[1]], role), dtype=np.float32)
 
-    def fingerprint(self) -> dict[str, str]:
-        return self.inner.fingerprint()
-
-    def count_tokens(self, texts: Sequence[str]) -> int:
-        return self.inner.count_tokens(texts)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 _WORKER_ENCODER: dict[str, Encoder] = {}
