@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from evalkit.adapters import adapter_for  # noqa: E402
 from evalkit.data import read_many, read_rows  # noqa: E402
-from evalkit.encoders.base import Encoder, Role  # noqa: E402
+from evalkit.encoders.base import Encoder, EncoderWrapper, Role  # noqa: E402
 from evalkit.taskspec import TaskIndex, TaskSpec  # noqa: E402
 
 # MTEB's published all-MiniLM-L6-v2 main scores (embeddings-benchmark/results, mteb 1.12.75 runs, and the issue for SciFact).
@@ -73,12 +73,11 @@ DEFAULT_TASKS = [
 ENCODE_KWARGS = {"batch_size": 32, "show_progress_bar": False}
 
 
-class CachedEncoder:
+class CachedEncoder(EncoderWrapper):
     """An evalkit encoder whose vectors are remembered per (role, text), so both sides share them."""
 
     def __init__(self, inner: Encoder) -> None:
-        self.inner = inner
-        self.spec = inner.spec
+        super().__init__(inner)
         self.cache: dict[tuple[str, str], np.ndarray] = {}
 
     def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
@@ -89,14 +88,6 @@ class CachedEncoder:
                 self.cache[(key, text)] = vector
         return np.stack([self.cache[(key, t)] for t in texts]) if texts else np.zeros((0, 0), np.float32)
 
-    def fingerprint(self) -> dict[str, str]:
-        return self.inner.fingerprint()
-
-    def count_tokens(self, texts: Sequence[str]) -> int:
-        return self.inner.count_tokens(texts)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def bridge_class() -> type:

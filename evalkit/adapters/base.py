@@ -55,6 +55,14 @@ def embed(encoder: Encoder, texts: Sequence[str], role: Role | None = None) -> n
     return vectors[positions]
 
 
+def embed_pairs(encoder: Encoder, first: Sequence[str], second: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of both sides of sentence pairs, every distinct sentence encoded once (corpus-fitted encoders fit first)."""
+    texts = [*first, *second]
+    fit_if_needed(encoder, texts)
+    vectors = embed(encoder, texts)
+    return vectors[: len(first)], vectors[len(first) :]
+
+
 def fit_if_needed(encoder: Encoder, texts: Sequence[str]) -> None:
     """Corpus-fitted encoders (TF-IDF) see every text of the task before encoding."""
     if isinstance(encoder, CorpusFitted):

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from evalkit.adapters.base import TaskOutcome, check_settings, embed, fit_if_needed
+from evalkit.adapters.base import TaskOutcome, check_settings, embed_pairs
 from evalkit.adapters.similarity import similarities
 from evalkit.data import read_many
 from evalkit.encoders.base import Encoder
@@ -113,10 +113,7 @@ class PairClassificationAdapter:
     def evaluate(self, encoder: Encoder, task: TaskSpec, split: str) -> TaskOutcome:
         data = self.load(task, split)
         n = len(data.labels)
-        texts = data.sentences1 + data.sentences2
-        fit_if_needed(encoder, texts)
-        vectors = embed(encoder, texts)
-        sims = similarities(vectors[:n], vectors[n:])
+        sims = similarities(*embed_pairs(encoder, data.sentences1, data.sentences2))
         scores: dict[str, float | None] = {}
         thresholds: dict[str, float] = {}
         for name in FUNCTIONS:

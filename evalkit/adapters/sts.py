@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from evalkit.adapters.base import TaskOutcome, check_settings, embed, finite, fit_if_needed
+from evalkit.adapters.base import TaskOutcome, check_settings, embed_pairs, finite
 from evalkit.adapters.similarity import similarities
 from evalkit.data import read_many
 from evalkit.encoders.base import Encoder
@@ -102,10 +102,7 @@ class STSAdapter:
     def evaluate(self, encoder: Encoder, task: TaskSpec, split: str) -> TaskOutcome:
         data = self.load(task, split)
         n = len(data.gold)
-        texts = data.sentences1 + data.sentences2
-        fit_if_needed(encoder, texts)
-        vectors = embed(encoder, texts)
-        sims = similarities(vectors[:n], vectors[n:])
+        sims = similarities(*embed_pairs(encoder, data.sentences1, data.sentences2))
         return TaskOutcome(
             main_metric=self.main_metric,
             scores=correlations(data.gold, sims),
