@@ -23,7 +23,10 @@ class SBERTEncoder:
     check_options = staticmethod(LoadOptions.check)
 
     def __init__(self, spec: EncoderSpec) -> None:
+        import transformers
         from sentence_transformers import SentenceTransformer
+
+        transformers.utils.logging.disable_progress_bar()
 
         self.spec = spec
         self.opts = Options(spec, self.OPTIONS)
