@@ -24,10 +24,10 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -257,27 +257,23 @@ def _read_shard(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return (keys, vectors) if ok else None
 
 
-def _atomic_npz(path: Path, digests: np.ndarray, vectors: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".shard-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, digests=digests, vectors=vectors)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
+def _atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write a file so that readers see the old one or the whole new one, never a part."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _atomic_npz(path: Path, digests: np.ndarray, vectors: np.ndarray) -> None:
+    _atomic(path, lambda handle: np.savez(handle, digests=digests, vectors=vectors))
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    _atomic(path, lambda handle: handle.write(data))

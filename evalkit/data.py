@@ -49,6 +49,22 @@ class Row:
         return number
 
 
+def read_toml(path: Path, kind: str) -> dict[str, Any]:
+    """A TOML file (task, rules) as a dict; syntax errors name the file and line."""
+    import re
+    import tomllib
+
+    if not path.is_file():
+        raise DataError(f"{kind} file does not exist", path=path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"at line (\d+)", str(exc))  # Python 3.11 keeps the line only in the message
+        raise DataError(f"{kind} file is not valid TOML: {exc}", path=path, line=int(match.group(1)) if match else None) from None
+    except UnicodeDecodeError:
+        raise DataError(f"{kind} file is not UTF-8 text", path=path) from None
+
+
 def read_rows(path: Path, required: Sequence[str] = ()) -> list[Row]:
     """Read a .tsv, .csv or .jsonl file; check that ``required`` columns exist and that it is not empty."""
     if not path.exists():

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import difflib
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from evalkit.adapters import ADAPTERS
+from evalkit.data import read_toml
 from evalkit.errors import DataError
 from evalkit.stats import Bootstrap
 
@@ -161,12 +161,5 @@ def load_rules(path: Path | None) -> Rules:
     if path is None:
         return Rules()
     path = Path(path)
-    if not path.is_file():
-        raise DataError("rules file does not exist", path=path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise DataError(f"rules file is not valid TOML: {exc}", path=path) from None
-    except UnicodeDecodeError:
-        raise DataError("rules file is not UTF-8 text", path=path) from None
+    raw = read_toml(path, "rules")
     return parse_rules(raw, path)

@@ -19,13 +19,13 @@ Task files are found in evalkit's own ``tasks/`` folder, in every folder listed 
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from evalkit.data import read_toml
 from evalkit.errors import DataError
 from evalkit.registry import Registry, RegistryError
 
@@ -63,14 +63,7 @@ class TaskSpec:
 def load_task_file(path: Path) -> TaskSpec:
     """Parse and validate one task file; every error names the file and the field."""
     path = Path(path)
-    if not path.exists():
-        raise DataError("task file does not exist", path=path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise DataError(f"task file is not valid TOML: {exc}", path=path, line=_toml_line(exc)) from None
-    except UnicodeDecodeError:
-        raise DataError("task file is not UTF-8 text", path=path) from None
+    raw = read_toml(path, "task")
     unknown = sorted(set(raw) - TOP_LEVEL_KEYS)
     if unknown:
         raise DataError(f"unknown key; allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}", path=path, field=unknown[0])
@@ -103,14 +96,6 @@ def load_task_file(path: Path) -> TaskSpec:
         main_score=raw.get("main_score"),
         source=path.resolve(),
     )
-
-
-def _toml_line(exc: tomllib.TOMLDecodeError) -> int | None:
-    """Python 3.11's TOMLDecodeError has the line only in its message: '(at line 3, column 9)'."""
-    import re
-
-    match = re.search(r"at line (\d+)", str(exc))
-    return int(match.group(1)) if match else getattr(exc, "lineno", None)
 
 
 def task_dirs(extra: Iterable[Path] = ()) -> list[Path]:
@@ -154,11 +139,7 @@ class TaskIndex:
 
 
 def _peek_name(path: Path) -> str:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"task file is not valid TOML: {exc}", path=path) from None
-    name = raw.get("name")
+    name = read_toml(path, "task").get("name")
     if not isinstance(name, str) or not name.strip():
         raise DataError("required text value is missing or empty", path=path, field="name")
     return name.strip()
