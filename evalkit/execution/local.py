@@ -85,7 +85,8 @@ def run_group(
             except Exception as exc:  # a model that will not load fails its cells, not the run
                 for cell in (c for c in group if c.encoder == spec):
                     yield failed(cell, exc)
-        for cell in sorted((c for c in group if c.encoder in encoders), key=lambda c: _task_order(group, c)):
+        order = _task_order(group)
+        for cell in sorted((c for c in group if c.encoder in encoders), key=lambda c: order[(c.task.name, c.split)]):
             status(cell.label)
             yield evaluate_cell(encoders[cell.encoder], cell)
     finally:
@@ -111,10 +112,9 @@ def release_memory() -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def _task_order(group: Sequence[Cell], cell: Cell) -> int:
+def _task_order(group: Sequence[Cell]) -> dict[tuple[str, str], int]:
     """Task-major inside a sharing group, so siblings read each other's forward pass at once."""
-    names = list(dict.fromkeys((c.task.name, c.split) for c in group))
-    return names.index((cell.task.name, cell.split))
+    return {key: i for i, key in enumerate(dict.fromkeys((c.task.name, c.split) for c in group))}
 
 
 def _device() -> str:
