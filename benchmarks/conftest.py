@@ -22,9 +22,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# torch's intra-op threads spin at barriers: on a shared 2-core box one thread is several times faster and far
-# steadier than two. Both sides of every comparison (and the fresh processes, through the environment) use this.
-THREADS = os.environ.setdefault("EVALKIT_BENCH_THREADS", "1")
+# Default: the machine's cores, as a user runs either tool. EVALKIT_BENCH_THREADS=N caps torch at N threads for
+# both sides of every comparison (and the fresh processes, through OMP_NUM_THREADS); on a box shared with other
+# jobs, 1 is far steadier because torch's intra-op threads spin at their barriers.
+THREADS = os.environ.get("EVALKIT_BENCH_THREADS") or str(len(os.sched_getaffinity(0)))
 os.environ["OMP_NUM_THREADS"] = THREADS
 
 REPO = Path(__file__).resolve().parent.parent

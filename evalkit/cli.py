@@ -46,7 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entrypoint() -> None:
-    sys.exit(main())
+    code = main()
+    from evalkit import collector
+
+    collector.before_exit()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

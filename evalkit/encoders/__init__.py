@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from evalkit import collector
 from evalkit.encoders.base import Encoder, Role
 from evalkit.registry import Registry
 from evalkit.spec import EncoderSpec, Options
@@ -39,7 +40,7 @@ def check_spec(spec: EncoderSpec | str) -> EncoderSpec:
     static method; both run here so a typo costs no model load.
     """
     parsed = EncoderSpec.parse(spec) if isinstance(spec, str) else spec
-    factory = BACKENDS.get(parsed.backend)  # raises with a "did you mean"
+    factory = backend(parsed.backend)
     allowed = getattr(factory, "OPTIONS", None)
     if allowed is not None:
         opts = Options(parsed, allowed)
@@ -51,7 +52,7 @@ def check_spec(spec: EncoderSpec | str) -> EncoderSpec:
 
 def share_key(spec: EncoderSpec) -> object:
     """Encoders with equal share keys can run side by side on one model (one forward pass)."""
-    factory = BACKENDS.get(spec.backend)
+    factory = backend(spec.backend)
     key_fn = getattr(factory, "share_key", None)
     return key_fn(spec) if key_fn is not None else ("solo", str(spec))
 
@@ -59,7 +60,14 @@ def share_key(spec: EncoderSpec) -> object:
 def load_encoder(spec: EncoderSpec | str) -> Encoder:
     """Build the encoder a spec names (loads the model)."""
     parsed = check_spec(spec)
-    return BACKENDS.get(parsed.backend)(parsed)
+    with collector.loading():
+        return backend(parsed.backend)(parsed)
+
+
+def backend(name: str) -> EncoderFactory:
+    """The factory registered as ``name`` (raises with a "did you mean"); a first lookup imports its module."""
+    with collector.loading():  # importing a backend imports torch, transformers, ...
+        return BACKENDS.get(name)
 
 
 __all__ = ["BACKENDS", "Encoder", "EncoderSpec", "Role", "check_spec", "load_encoder", "share_key"]

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from evalkit import catalogue
+from evalkit.encoders.streams import budget_share, run_batches
 from evalkit.errors import ModelUnavailableError, SpecError
 from evalkit.spec import Options
 
@@ -28,7 +29,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 COMMON_OPTIONS = {
     "max_length": "truncate texts to this many tokens (default: the model's limit, at most 512)",
     "batch_size": "texts per forward pass (default 32)",
-    "token_budget": "most padded tokens per forward pass (default batch_size × 128): long texts go in smaller batches",
+    "token_budget": "most padded tokens in flight (default batch_size × 128; CPU streams share it): long texts go in smaller batches",
     "dtype": "float32 | float16 | bfloat16 (autocast on GPU)",
     "device": "auto | cpu | cuda",
     "revision": "hub revision (branch, tag or commit)",
@@ -266,7 +267,7 @@ class Backbone:
         """Yield (original indices, padded batch), longest texts first, each within the token budget.
 
         Texts are tokenised once; sorting by token length keeps padding small, the
-        budget (padded positions per pass) bounds memory when texts are long, and a
+        budget (padded positions in flight, shared by the CPU streams) bounds memory when texts are long, and a
         batch never pads a text to more than twice its length (a short sentence is not
         padded to a 512-token abstract just because the budget had room).
         """
@@ -274,7 +275,7 @@ class Backbone:
         lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
         self._lengths = (_digest(texts), lengths.tolist())
         order = np.argsort(-lengths, kind="stable")
-        budget = self.opts.token_budget or self.opts.batch_size * TOKENS_PER_TEXT
+        budget = budget_share(self.opts.token_budget or self.opts.batch_size * TOKENS_PER_TEXT, self.device)
         start = 0
         while start < len(order):
             longest = max(int(lengths[order[start]]), 1)
@@ -302,21 +303,25 @@ class Backbone:
         return self._pending.pop((digest, key))
 
     def forward(self, texts: Sequence[str], keys: Sequence[Hashable]) -> dict[Hashable, np.ndarray]:
-        """One pass over ``texts`` under inference mode (autocast on GPU), every head in ``keys``."""
+        """One pass over ``texts`` under inference mode (autocast on GPU), every head in ``keys``; CPU batches run as parallel streams."""
         import torch
 
-        outputs: dict[Hashable, np.ndarray] = {}
-        for idx, batch in self.batches(texts):
+        def run(item: tuple[np.ndarray, dict[str, Any]]) -> tuple[np.ndarray, int, int, dict[Hashable, np.ndarray]]:
+            idx, batch = item
             batch = {k: v.to(self.device) for k, v in batch.items()}
             mask = batch["attention_mask"]
-            self.stats.add(int(mask.sum()), int(mask.numel()), len(idx))
             with torch.inference_mode(), self._autocast():
                 out = self.model(**batch, output_hidden_states=True)
-                for key in keys:
-                    pooled = self.heads[key](out, mask).float().cpu().numpy()
-                    if key not in outputs:
-                        outputs[key] = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
-                    outputs[key][idx] = pooled
+                pooled = {key: self.heads[key](out, mask).float().cpu().numpy() for key in keys}
+            return idx, int(mask.sum()), int(mask.numel()), pooled
+
+        outputs: dict[Hashable, np.ndarray] = {}
+        for idx, real, padded, pooled in run_batches(run, self.batches(texts), self.device):
+            self.stats.add(real, padded, len(idx))
+            for key, matrix in pooled.items():
+                if key not in outputs:
+                    outputs[key] = np.zeros((len(texts), matrix.shape[1]), dtype=np.float32)
+                outputs[key][idx] = matrix
         return outputs
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:

@@ -1,0 +1,140 @@
+"""CPU streams: several whole batches at once, results in order, the same vectors as one batch at a time."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from evalkit.encoders import load_encoder
+from evalkit.encoders.streams import ENV_VAR, run_batches, stream_count
+from evalkit.errors import EvalkitError
+from tests.conftest import sts_sentences
+
+
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_results_come_back_in_input_order_with_threads_restored(two_threads: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_VAR, "2")
+    seen: dict[int, tuple[str, int]] = {}
+
+    def work(i: int) -> int:
+        seen[i] = (threading.current_thread().name, torch.get_num_threads())
+        time.sleep(0.002 * (i % 3))  # later items often finish first
+        return i * i
+
+    assert list(run_batches(work, iter(range(20)), "cpu")) == [i * i for i in range(20)]
+    assert {name for name, _ in seen.values()} <= {"evalkit-stream_0", "evalkit-stream_1"}
+    assert len({name for name, _ in seen.values()}) == 2, "both streams must have run batches"
+    assert {threads for _, threads in seen.values()} == {1}, "each stream runs on its share of the threads"
+    assert torch.get_num_threads() == 2
+
+
+def test_a_failing_batch_raises_in_the_caller_and_threads_are_restored(two_threads: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_VAR, "2")
+
+    def work(i: int) -> int:
+        if i == 5:
+            raise ValueError("batch 5 is bad")
+        return i
+
+    with pytest.raises(ValueError, match="batch 5 is bad"):
+        list(run_batches(work, range(12), "cpu"))
+    assert torch.get_num_threads() == 2
+
+
+def test_one_batch_or_one_thread_runs_inline(two_threads: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A single batch keeps every intra-op thread; GPU batches and EVALKIT_CPU_STREAMS=1 never leave the caller's thread."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    names: list[str] = []
+
+    def work(i: int) -> int:
+        names.append(threading.current_thread().name)
+        assert torch.get_num_threads() == 2
+        return i
+
+    assert list(run_batches(work, [7], "cpu")) == [7]
+    assert list(run_batches(work, range(4), "cuda")) == [0, 1, 2, 3]
+    monkeypatch.setenv(ENV_VAR, "1")
+    assert list(run_batches(work, range(4), "cpu")) == [0, 1, 2, 3]
+    assert set(names) == {threading.current_thread().name}
+
+
+def test_stream_count_follows_the_thread_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert [stream_count(t) for t in (1, 2, 3, 16)] == [1, 2, 3, 4]
+    monkeypatch.setenv(ENV_VAR, "8")
+    assert stream_count(2) == 2, "never more streams than threads"
+    monkeypatch.setenv(ENV_VAR, "two")
+    with pytest.raises(EvalkitError, match="EVALKIT_CPU_STREAMS must be a positive integer"):
+        stream_count(2)
+
+
+def test_streams_give_the_same_vectors_as_one_batch_at_a_time(tiny_bert: Path, two_threads: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = sts_sentences(120)
+    encoder = load_encoder(f"hf:{tiny_bert}?pooling=mean&batch_size=8")
+    threads: set[str] = set()
+    hook = encoder.backbone.model.register_forward_pre_hook(lambda *_: threads.add(threading.current_thread().name))
+    try:
+        monkeypatch.setenv(ENV_VAR, "1")
+        inline = encoder.encode(texts)
+        assert threads == {threading.current_thread().name}
+        monkeypatch.setenv(ENV_VAR, "2")
+        threads.clear()
+        streamed = encoder.encode(texts)
+        assert threads == {"evalkit-stream_0", "evalkit-stream_1"}
+    finally:
+        hook.remove()
+        encoder.close()
+    np.testing.assert_allclose(streamed, inline, rtol=0, atol=1e-6)
+
+
+def test_loading_pauses_the_collector_and_restores_it(tiny_bert: Path) -> None:
+    """Collection is off while a model loads (the import-time speed-up) and back on afterwards, even if loading fails."""
+    from evalkit.encoders import BACKENDS
+
+    states: list[bool] = []
+
+    def probe(spec: object) -> object:
+        states.append(gc.isenabled())
+        raise RuntimeError("cannot load")
+
+    BACKENDS.register("gc-probe", probe)
+    try:
+        with pytest.raises(RuntimeError, match="cannot load"):
+            load_encoder("gc-probe:x")
+    finally:
+        BACKENDS._entries.pop("gc-probe", None)
+    assert states == [False] and gc.isenabled()
+    load_encoder(f"hf:{tiny_bert}").close()
+    assert gc.isenabled()
+
+
+def test_streams_share_the_token_budget(tiny_bert: Path, two_threads: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``token_budget`` bounds the padded positions in flight: two streams get half of it per batch each."""
+    from evalkit.bench import bench_texts
+
+    texts = bench_texts(64)  # STS-B sentences and SciFact abstracts: the budget binds on the abstracts
+    sizes = {}
+    for streams in ("1", "2"):
+        monkeypatch.setenv(ENV_VAR, streams)
+        encoder = load_encoder(f"hf:{tiny_bert}?batch_size=16&token_budget=600")
+        try:
+            sizes[streams] = [(len(idx), batch["input_ids"].numel()) for idx, batch in encoder.backbone.batches(texts)]
+        finally:
+            encoder.close()
+    assert all(padded <= 600 or n == 1 for n, padded in sizes["1"])
+    assert all(padded <= 300 or n == 1 for n, padded in sizes["2"])
+    assert max(padded for _, padded in sizes["1"]) > 300, "the budget must bind for this test to mean anything"
