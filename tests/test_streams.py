@@ -1,4 +1,4 @@
-"""CPU streams: several whole batches at once, results in order, the same vectors as one batch at a time."""
+"""CPU streams (several whole batches at once, results in order, the same vectors) and the collector policy around loading."""
 
 from __future__ import annotations
 
@@ -138,3 +138,47 @@ def test_streams_share_the_token_budget(tiny_bert: Path, two_threads: None, monk
     assert all(padded <= 600 or n == 1 for n, padded in sizes["1"])
     assert all(padded <= 300 or n == 1 for n, padded in sizes["2"])
     assert max(padded for _, padded in sizes["1"]) > 300, "the budget must bind for this test to mean anything"
+
+
+def test_a_load_that_imports_freezes_the_heap_and_closing_thaws_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalkit import collector
+
+    (tmp_path / "evalkit_probe_module.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    gc.unfreeze()
+    with collector.loading():
+        pass  # imports nothing: nothing is frozen
+    assert gc.get_freeze_count() == 0
+    try:
+        with collector.loading():
+            import evalkit_probe_module  # noqa: F401
+        assert gc.get_freeze_count() > 0
+    finally:
+        collector.closed()
+        monkeypatch.delitem(__import__("sys").modules, "evalkit_probe_module")
+    assert gc.get_freeze_count() == 0
+
+
+PROBE = """
+import gc, sys, weakref
+from evalkit.encoders import load_encoder
+encoder = load_encoder(sys.argv[1])  # the first load in this interpreter imports torch and transformers: the heap is frozen
+assert gc.get_freeze_count() > 100_000, gc.get_freeze_count()
+model = weakref.ref(encoder.backbone.model)
+encoder.close()
+gc.collect()
+assert model() is None, "a closed model must be collectable, reference cycles and all"
+print("freed")
+"""
+
+
+def test_a_closed_model_is_freed_although_it_loaded_frozen(tiny_bert: Path) -> None:
+    """In a fresh interpreter (so loading really imports and freezes): close + collect frees the model's cycles."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run([sys.executable, "-c", PROBE, f"hf:{tiny_bert}"], cwd=REPO, env=os.environ, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "freed", done.stderr[-2000:]

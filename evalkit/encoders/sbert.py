@@ -82,7 +82,7 @@ class SBERTEncoder:
         return sum(len(ids) for ids in tok["input_ids"])
 
     def close(self) -> None:
-        import gc
+        from evalkit import collector
 
         self.model = None
-        gc.collect()
+        collector.closed()

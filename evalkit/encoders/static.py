@@ -51,4 +51,7 @@ class StaticEncoder:
         return sum(min(len(e.ids), self.max_length) for e in encoded)
 
     def close(self) -> None:
+        from evalkit import collector
+
         self.model = None
+        collector.closed()

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit import catalogue
+from evalkit import catalogue, collector
 from evalkit.encoders.streams import budget_share, run_batches
 from evalkit.errors import ModelUnavailableError, SpecError
 from evalkit.spec import Options
@@ -341,16 +341,16 @@ class Backbone:
         self.users -= 1
         if self.users > 0:
             return
-        import gc
-
         _LIVE.pop(self.key, None)
         self.model = None
         self._pending.clear()
-        gc.collect()
-        if self.device == "cuda":
+        if self.device == "cuda":  # the caching allocator can only hand back tensors the collector has freed
             import torch
 
+            collector.release()
             torch.cuda.empty_cache()
+        else:
+            collector.closed()
 
 
 _LIVE: dict[tuple[Any, ...], Backbone] = {}
