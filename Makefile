@@ -19,6 +19,7 @@ test: setup chromium
 
 lint: setup
 	$(BIN)/ruff check evalkit tests benchmarks scripts
+	$(BIN)/ruff format --check evalkit tests benchmarks scripts
 	$(BIN)/mypy evalkit
 
 bench: setup

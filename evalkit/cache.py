@@ -245,7 +245,6 @@ class CachedEncoder(EncoderWrapper):
         return counts
 
 
-
 def _read_shard(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """(digests, vectors) of a shard, or None if it is unreadable or inconsistent."""
     try:

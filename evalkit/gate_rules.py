@@ -149,9 +149,7 @@ def parse_rules(raw: Mapping[str, Any], path: Path | None = None) -> Rules:
             raise DataError("must be a table of tables", path=path, field=scope)
         for name, table in tables.items():
             if scope == "task_type" and name not in ADAPTERS:
-                raise DataError(
-                    f"unknown task type '{name}'; known: {', '.join(ADAPTERS.names())}", path=path, field=f"{scope}.{name}"
-                )
+                raise DataError(f"unknown task type '{name}'; known: {', '.join(ADAPTERS.names())}", path=path, field=f"{scope}.{name}")
             scoped[scope][name.lower()] = parse_rule(table, f"{scope}.{name}", path)
     return Rules(defaults, scoped["task_type"], scoped["task"], Bootstrap(**boot), path)
 

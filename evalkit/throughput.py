@@ -188,7 +188,6 @@ class MeteredEncoder(EncoderWrapper):
             self.inner.fit(texts)
 
 
-
 class _Measured(EncoderWrapper):
     """The meter seen as an Encoder, so the cache sends it only the texts it misses."""
 
@@ -198,4 +197,3 @@ class _Measured(EncoderWrapper):
 
     def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
         return self.meter.measure(texts, role)
-

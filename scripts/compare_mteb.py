@@ -89,7 +89,6 @@ class CachedEncoder(EncoderWrapper):
         return np.stack([self.cache[(key, t)] for t in texts]) if texts else np.zeros((0, 0), np.float32)
 
 
-
 def bridge_class() -> type:
     """MTEB's encoder protocol over an evalkit encoder: MTEB's query/document prompt types become evalkit roles."""
     from mteb.models.abs_encoder import AbsEncoder

@@ -12,9 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def evalkit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=300)
 
 
 def sts_task(folder: Path, data: str, name: str = "MySTS", extra: str = "") -> Path:

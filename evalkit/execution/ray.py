@@ -56,9 +56,7 @@ DEFAULT_SHARD_SIZE = 20_000
 MIN_PATIENCE_S = 0.5  # shortest wait for a remote shard before encoding one here instead
 
 
-def _group_task(
-    group: list[Cell], shard_size: int, resources: dict[str, float], cache_dir: str | None
-) -> Iterator[CellResult]:
+def _group_task(group: list[Cell], shard_size: int, resources: dict[str, float], cache_dir: str | None) -> Iterator[CellResult]:
     """Runs on a Ray worker: one model, its cells, one result at a time.
 
     ``cache_dir`` is the embedding cache on the worker's node ("" = the default folder,
@@ -129,7 +127,6 @@ class ShardedEncoder(EncoderWrapper):
     def _local(self, texts: list[str], bounds: tuple[int, int], role: Role | None) -> np.ndarray:
         self.local_shards += 1
         return np.asarray(self.inner.encode(texts[bounds[0] : bounds[1]], role), dtype=np.float32)
-
 
 
 _WORKER_ENCODER: dict[str, Encoder] = {}

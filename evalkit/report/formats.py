@@ -103,8 +103,7 @@ def note(board: Leaderboard) -> str:
     text += "Throughput: sentences (and tokens) per second of encoding, over all of an encoder's cells."
     if board.imported:
         text += (
-            " Rows whose origin is not evalkit were imported (e.g. published MTEB results):"
-            " no per-unit outcomes, so no intervals or ranks."
+            " Rows whose origin is not evalkit were imported (e.g. published MTEB results): no per-unit outcomes, so no intervals or ranks."
         )
     return text
 
