@@ -182,3 +182,21 @@ def test_a_closed_model_is_freed_although_it_loaded_frozen(tiny_bert: Path) -> N
 
     done = subprocess.run([sys.executable, "-c", PROBE, f"hf:{tiny_bert}"], cwd=REPO, env=os.environ, capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "freed", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command", ["run", "bench"])
+def test_a_malformed_stream_count_is_exit_2_before_any_model_loads(command: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "evalkit", command, "-e", "hf:all-MiniLM-L6-v2", "-o", str(out)]
+    env = {**os.environ, ENV_VAR: "two"}
+    done = subprocess.run(args + (["-t", "STSBenchmark"] if command == "run" else []), cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("evalkit: error: field 'EVALKIT_CPU_STREAMS'") and "got 'two'" in line
+    assert "Traceback" not in done.stderr and not list(out.rglob("*.json"))

@@ -40,9 +40,10 @@ def register(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from evalkit.bench import BenchConfig, bench_result, bench_texts
-    from evalkit.encoders import check_spec
+    from evalkit.encoders import check_spec, streams
     from evalkit.results import ResultStore
 
+    streams.configured()  # a malformed EVALKIT_CPU_STREAMS is exit 2 before any model loads
     if args.texts < 1 or args.repeats < 1 or args.warmup < 0:
         raise EvalkitError("--texts and --repeats must be at least 1, --warmup at least 0")
     specs = list(dict.fromkeys(check_spec(s) for s in args.encoder))

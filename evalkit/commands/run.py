@@ -36,10 +36,11 @@ def register(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from evalkit.defaults import DEFAULT_ENCODERS, DEFAULT_TASKS
-    from evalkit.encoders import check_spec
+    from evalkit.encoders import check_spec, streams
     from evalkit.execution.cells import check_task
     from evalkit.taskspec import TaskIndex
 
+    streams.configured()  # a malformed EVALKIT_CPU_STREAMS is exit 2 before any model loads
     specs = list(dict.fromkeys(check_spec(s) for s in (args.encoder or DEFAULT_ENCODERS)))
     index = TaskIndex(args.tasks_dir)
     tasks = [index.get(t) for t in (args.task or DEFAULT_TASKS)]

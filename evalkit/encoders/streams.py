@@ -29,15 +29,24 @@ MAX_STREAMS = 4
 ENV_VAR = "EVALKIT_CPU_STREAMS"
 
 
+def configured() -> int | None:
+    """The stream count ``EVALKIT_CPU_STREAMS`` asks for (None: choose); commands check it before any model loads."""
+    forced = os.environ.get(ENV_VAR, "").strip()
+    if not forced:
+        return None
+    if not forced.isdigit() or int(forced) < 1:
+        from evalkit.errors import EvalkitError
+
+        hint = f"unset it, or {ENV_VAR}=1 to turn streams off"
+        raise EvalkitError(f"{ENV_VAR} must be a positive integer, got {forced!r}", field=ENV_VAR, hint=hint)
+    return int(forced)
+
+
 def stream_count(threads: int) -> int:
     """How many batches run at once on ``threads`` intra-op threads (the budget torch was given)."""
-    forced = os.environ.get(ENV_VAR, "").strip()
-    if forced:
-        if not forced.isdigit() or int(forced) < 1:
-            from evalkit.errors import EvalkitError
-
-            raise EvalkitError(f"{ENV_VAR} must be a positive integer, got {forced!r}", field=ENV_VAR)
-        return min(int(forced), max(threads, 1))
+    forced = configured()
+    if forced is not None:
+        return min(forced, max(threads, 1))
     return max(1, min(threads, MAX_STREAMS))
 
 
