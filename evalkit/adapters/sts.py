@@ -3,7 +3,7 @@
 Gold scores are min-max normalised with the task's score range (MTEB's
 ``_normalize``); similarities are sklearn's paired cosine / Manhattan / Euclidean
 (negated distances) plus the dot product, and the correlations scipy's Pearson and
-Spearman, all computed in numpy (equal to those libraries within 1e-14, tested,
+Spearman, all computed in numpy (equal to those libraries within 1e-13, tested,
 without importing them). Main score: ``cosine_spearman`` on 0-1.
 Data: TSV/CSV/JSONL with columns ``sentence1``, ``sentence2``, ``score`` (renamable
 with ``settings.columns``); several files for one split are concatenated (MTEB's

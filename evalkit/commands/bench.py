@@ -69,11 +69,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _resolve(device: str) -> str:
+    """``auto`` becomes the device that will run; an explicit one is kept, so an unusable one is a failed row."""
     if device != "auto":
         return device
-    import torch
+    from evalkit.encoders.transformer import pick_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return pick_device(device)
 
 
 def render(rows: list[Any]) -> str:

@@ -59,9 +59,9 @@ def share_key(spec: EncoderSpec) -> object:
 
 def load_encoder(spec: EncoderSpec | str) -> Encoder:
     """Build the encoder a spec names (loads the model)."""
-    parsed = check_spec(spec)
+    parsed = check_spec(spec)  # imports the backend's module
     with collector.loading():
-        return backend(parsed.backend)(parsed)
+        return BACKENDS.get(parsed.backend)(parsed)
 
 
 def backend(name: str) -> EncoderFactory:

@@ -4,8 +4,8 @@ A sentence encoder's matrices are small (a batch of 32 short sentences is a
 ~500 × 384 GEMM): splitting each operation over torch's intra-op threads spends much
 of the time at the barriers between them. Running S batches at once, each on
 ``threads // S`` intra-op threads, keeps every core busy on whole operations. On the
-2-core reference machine, MiniLM over the STS-B test texts takes 4.9 s as two
-single-threaded streams against 6.1 s as one two-threaded pass (docs/performance.md).
+2-core reference machine, MiniLM encodes the STS-B test texts as two single-threaded
+streams in 0.85× the time of one two-threaded pass (``make bench``, docs/performance.md).
 
 Each batch is computed by one stream from start to end, so its vectors do not
 depend on scheduling. torch releases the GIL inside its kernels; the Python between
