@@ -65,9 +65,9 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 def bench_spec(spec: EncoderSpec, config: BenchConfig) -> EncoderSpec | None:
     """``spec`` with the config's device / dtype / batch size, or None if the backend cannot take them."""
-    from evalkit.encoders import BACKENDS
+    from evalkit.encoders import option_names
 
-    allowed = getattr(BACKENDS.get(spec.backend), "OPTIONS", {}) or {}
+    allowed = option_names(spec.backend) or frozenset()
     updates = {}
     for key, value, default in (("device", config.device, "auto"), ("dtype", config.dtype, "float32")):
         if key in allowed:
@@ -92,6 +92,7 @@ def padded_positions(encoder: Any, batch: Sequence[str]) -> int | None:
 def measure(spec: EncoderSpec, config: BenchConfig, texts: Sequence[str]) -> dict[str, Any]:
     """Load the encoder, warm it up, time the repeats; the numbers of one bench row."""
     from evalkit.encoders import load_encoder
+    from evalkit.encoders.base import device_of
     from evalkit.throughput import MeteredEncoder
 
     configured = bench_spec(spec, config)
@@ -99,7 +100,7 @@ def measure(spec: EncoderSpec, config: BenchConfig, texts: Sequence[str]) -> dic
         raise EvalkitError(f"backend '{spec.backend}' cannot run on {config.device} in {config.dtype}")
     encoder = load_encoder(configured)
     try:
-        device = _device_of(encoder)
+        device = device_of(encoder)
         meter = MeteredEncoder(encoder, device=device)
         batches = [list(texts[i : i + config.batch_size]) for i in range(0, len(texts), config.batch_size)]
         for batch in (batches * (config.warmup // max(len(batches), 1) + 1))[: config.warmup]:
@@ -129,6 +130,9 @@ def measure(spec: EncoderSpec, config: BenchConfig, texts: Sequence[str]) -> dic
         "forward_batches": timed.forward_batches or None,
         "peak_memory_bytes": timed.peak_memory_bytes,
         "peak_memory_kind": "torch.cuda.max_memory_allocated" if device.startswith("cuda") else "process peak RSS",
+        # the same keys as an evaluation cell's throughput section, so reports read bench rows and cells alike
+        "sentences_per_second": round(timed.sentences / seconds, 3) if seconds else None,
+        "tokens_per_second": round(timed.tokens / seconds, 3) if seconds else None,
         "scores": {
             "sentences_per_second": timed.sentences / seconds if seconds else None,
             "tokens_per_second": timed.tokens / seconds if seconds else None,
@@ -175,12 +179,6 @@ def bench_result(spec: EncoderSpec, config: BenchConfig, texts: Sequence[str]) -
         encoder_fingerprint=fingerprint,
         created_at=now(),
     )
-
-
-def _device_of(encoder: Any) -> str:
-    backbone = getattr(encoder, "backbone", None)
-    device = getattr(backbone, "device", None) or getattr(encoder, "device", None)
-    return str(device or "cpu")
 
 
 def _sample_digest(texts: Sequence[str]) -> str:

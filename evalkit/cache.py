@@ -1,29 +1,41 @@
 """The persistent embedding cache: a vector is reused only under the exact key that made it.
 
 A *namespace* is one digest over everything that determines a vector except the
-text: the encoder's fingerprint (weights hash, tokenizer, max length, pooling,
-layer, prompts, dtype), the canonical spec, the role (query/document), the device
-and the cache format. Inside a namespace, vectors are keyed by the sha256 of the
-text. Layout::
+text: the encoder's fingerprint (a digest of every file of a local model folder —
+see :mod:`evalkit.model_identity` — tokenizer, max length, pooling, layer, prompts,
+dtype), the canonical spec, the role (query/document), the device, the versions of
+the libraries that compute the numbers and the cache format. Inside a namespace,
+vectors are keyed by the sha256 of the text. Layout::
 
-    ROOT/<ns[:2]>/<ns>/key.json          the namespace payload (for ``evalkit cache info``)
-    ROOT/<ns[:2]>/<ns>/shard-*.npz       digests (n, 32) uint8 + vectors (n, dim) float32
+    ROOT/<ns[:2]>/<ns>/key.json          the namespace payload (informational, for people)
+    ROOT/<ns[:2]>/<ns>/shard-*.npz       digests (n, 32) uint8 + vectors (n, dim) float32 + checksum
 
 Shards are written whole (temporary file, fsync, rename) and never modified, so
-concurrent writers (several processes, Ray workers) only ever add files; a shard
-that cannot be read is ignored (a miss, never a wrong vector). Corpus-fitted
-encoders (TF-IDF) and hub models without a pinned revision are never cached.
+concurrent writers (several processes, Ray workers) only ever add files; compaction
+writes the merged shard before it removes the ones it merged. Each shard carries a
+sha256 over its namespace key and both arrays, so a truncated, corrupted or
+misplaced shard (or a directory, link or device in its place) is a miss with one
+``evalkit: warning:`` line, never a wrong vector and never a failed cell. A cache
+folder that cannot be written (read-only, a file in the way, disk full) is read but
+no longer written for the rest of the process, again with one warning line.
+Corpus-fitted encoders (TF-IDF), hub models without a pinned revision, folders that
+could not be hashed and encoders whose fingerprint names no weights are never cached.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
 import re
 import shutil
+import stat
+import sys
 import tempfile
 import uuid
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +44,19 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from evalkit.encoders.base import CorpusFitted, Encoder, EncoderWrapper, Role
+from evalkit.faults import faultpoint
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 COMPACT_AFTER = 32  # shards per namespace before they are merged into one
+# Libraries whose version can change a vector's bits (kernels, tokenisation, pooling code, weight loading).
+NUMERIC_LIBRARIES = ("numpy", "torch", "transformers", "tokenizers", "sentence-transformers", "model2vec", "safetensors")
+MEMBERS: dict[str, np.dtype[Any]] = {
+    "digests.npy": np.dtype(np.uint8),
+    "vectors.npy": np.dtype(np.float32),
+    "checksum.npy": np.dtype(np.uint8),
+}
+_NAMESPACE = re.compile(r"[0-9a-f]{64}")
+_WARNED: set[tuple[str, str]] = set()
 
 
 def default_root() -> Path:
@@ -42,6 +64,19 @@ def default_root() -> Path:
     from evalkit.catalogue import cache_dir
 
     return cache_dir() / "embeddings"
+
+
+def warn_once(kind: str, subject: str, message: str) -> None:
+    """One ``evalkit: warning:`` line on stderr per (kind, subject) per process (above a progress bar, if one is drawn)."""
+    if (kind, subject) in _WARNED:
+        return
+    _WARNED.add((kind, subject))
+    line = f"evalkit: warning: {message}"
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None:
+        tqdm.tqdm.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 def text_digest(text: str) -> bytes:
@@ -57,12 +92,32 @@ def innermost(encoder: Any) -> Any:
 
 def uncacheable_reason(encoder: Encoder, fingerprint: dict[str, str]) -> str | None:
     """Why ``encoder``'s vectors cannot be keyed safely, or None if they can."""
+    from evalkit.model_identity import UNHASHABLE
+
     if isinstance(innermost(encoder), CorpusFitted) or fingerprint.get("corpus_fitted") == "true":
         return "corpus-fitted: its vectors depend on the task's whole text collection"
     weights = fingerprint.get("weights", "")
+    if not weights:
+        return "its fingerprint names no weights identity, so a changed model could not be told apart"
+    if weights.startswith(UNHASHABLE):
+        return f"its model folder could not be hashed ({weights.removeprefix(UNHASHABLE)})"
     if weights.startswith("hub:") and not re.fullmatch(r"[0-9a-f]{40}", weights.rpartition("@")[2]):
         return "hub model not pinned to a commit (revision=<40-hex sha>): its weights can change under the same name"
     return None
+
+
+@functools.cache
+def library_versions() -> dict[str, str]:
+    """Installed versions of :data:`NUMERIC_LIBRARIES` ("-" where absent); read from metadata, nothing imported."""
+    from importlib import metadata
+
+    versions = {}
+    for name in NUMERIC_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "-"
+    return versions
 
 
 def namespace_payload(encoder: Encoder, role: Role | None, device: str) -> dict[str, Any]:
@@ -72,6 +127,7 @@ def namespace_payload(encoder: Encoder, role: Role | None, device: str) -> dict[
         "fingerprint": dict(sorted(encoder.fingerprint().items())),
         "role": role.value if role is not None else "none",
         "device": device,
+        "libraries": library_versions(),
     }
 
 
@@ -79,12 +135,21 @@ def namespace_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def shard_checksum(key: str, digests: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """sha256 over the namespace key, the shapes and both arrays' bytes (a shard vouches for where it belongs)."""
+    digest = hashlib.sha256(f"{key}\0{digests.shape}\0{vectors.shape}\0".encode())
+    digest.update(np.ascontiguousarray(digests).tobytes())
+    digest.update(np.ascontiguousarray(vectors).tobytes())
+    return np.frombuffer(digest.digest(), dtype=np.uint8)
+
+
 class Namespace:
     """The vectors of one (encoder configuration, role): text digest -> vector."""
 
-    def __init__(self, folder: Path, payload: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, payload: dict[str, Any], key: str | None = None) -> None:
         self.folder = folder
         self.payload = payload
+        self.key = key or namespace_key(payload)
         self._rows: dict[bytes, int] = {}
         self._vectors = np.zeros((0, 0), dtype=np.float32)
         self._shards: set[Path] = set()  # the shard files whose vectors are held here
@@ -93,9 +158,15 @@ class Namespace:
     def _load(self) -> None:
         digests: list[np.ndarray] = []
         blocks: list[np.ndarray] = []
-        for shard in sorted(self.folder.glob("shard-*.npz")):
-            loaded = _read_shard(shard)
-            if loaded is None or (blocks and loaded[1].shape[1] != blocks[0].shape[1]):
+        for shard in _shard_files(self.folder):
+            loaded = _read_shard(shard, self.key)
+            if loaded is None:  # removed meanwhile (another process compacted): nothing to say
+                continue
+            if isinstance(loaded, str):
+                _warn_unreadable(shard, loaded)
+                continue
+            if blocks and loaded[1].shape[1] != blocks[0].shape[1]:
+                _warn_unreadable(shard, f"{loaded[1].shape[1]}-dimensional vectors among {blocks[0].shape[1]}-dimensional ones")
                 continue
             digests.append(loaded[0])
             blocks.append(loaded[1])
@@ -120,17 +191,17 @@ class Namespace:
         return int(self._vectors.shape[1]) if len(self._rows) else None
 
     def add(self, digests: Sequence[bytes], vectors: np.ndarray) -> None:
-        """Store new vectors as one new shard (atomic) and make them visible here."""
+        """Store new vectors as one new shard (atomic) and make them visible here; OSError if the folder cannot take it."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if not len(digests) or (self.dim is not None and vectors.shape[1] != self.dim):
+        if not len(digests) or vectors.ndim != 2 or len(vectors) != len(digests) or (self.dim is not None and vectors.shape[1] != self.dim):
             return
         keys = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), 32)
         self.folder.mkdir(parents=True, exist_ok=True)
         key_file = self.folder / "key.json"
-        if not key_file.exists():
+        if not key_file.is_file():
             _atomic_bytes(key_file, json.dumps(self.payload, indent=1, sort_keys=True).encode())
         shard = self.folder / f"shard-{uuid.uuid4().hex}.npz"
-        _atomic_npz(shard, keys, vectors)
+        _atomic_npz(shard, self.key, keys, vectors)
         self._shards.add(shard)
         start = len(self._vectors)
         self._vectors = vectors if not start else np.concatenate([self._vectors, vectors])
@@ -140,10 +211,15 @@ class Namespace:
             self._compact()
 
     def _compact(self) -> None:
-        """Merge the shards this process has read into one; others' new shards stay untouched."""
+        """Merge the shards this process has read or written into one; others' new shards stay untouched.
+
+        The merged shard is complete on disk before any shard is removed, so a crash or a
+        full disk in between leaves duplicates (harmless), never a lost vector; two
+        processes compacting at once each write their own merged shard.
+        """
         keys = np.frombuffer(b"".join(self._rows), dtype=np.uint8).reshape(len(self._rows), 32)
         merged = self.folder / f"shard-{uuid.uuid4().hex}.npz"
-        _atomic_npz(merged, keys, self._vectors[list(self._rows.values())])
+        _atomic_npz(merged, self.key, keys, self._vectors[list(self._rows.values())])
         for shard in self._shards:
             shard.unlink(missing_ok=True)
         self._shards = {merged}
@@ -155,12 +231,13 @@ class EmbeddingCache:
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
         self._open: dict[str, Namespace] = {}
+        self.write_error: str | None = None  # set once a write failed: the cache is then only read
 
     def namespace(self, encoder: Encoder, role: Role | None, device: str) -> Namespace:
         payload = namespace_payload(encoder, role, device)
         key = namespace_key(payload)
         if key not in self._open:
-            self._open[key] = Namespace(self.root / key[:2] / key, payload)
+            self._open[key] = Namespace(self.root / key[:2] / key, payload, key)
         return self._open[key]
 
     def wrap(self, encoder: Encoder, device: str = "cpu") -> Encoder:
@@ -169,28 +246,51 @@ class EmbeddingCache:
             return encoder
         return CachedEncoder(encoder, self, device)
 
+    def store(self, space: Namespace, digests: Sequence[bytes], vectors: np.ndarray) -> None:
+        """Add vectors to ``space`` unless writing has failed before; a failure warns once and stops further writes."""
+        if self.write_error is not None:
+            return
+        try:
+            space.add(digests, vectors)
+        except OSError as exc:
+            self.write_error = exc.strerror or str(exc)
+            warn_once(
+                "unwritable",
+                str(self.root),
+                f"embedding cache folder {self.root} cannot be written ({self.write_error}); continuing without "
+                "storing vectors in it (pass --no-cache to skip the cache, or --cache-dir to use another folder)",
+            )
+
     def info(self) -> CacheInfo:
-        namespaces, entries, size = 0, 0, 0
+        namespaces, entries, size, unreadable = 0, 0, 0, 0
         for folder in self._folders():
             namespaces += 1
-            for shard in folder.glob("shard-*.npz"):
-                size += shard.stat().st_size
-                loaded = _read_shard(shard)
-                entries += 0 if loaded is None else len(loaded[0])
-        return CacheInfo(self.root, namespaces, entries, size)
+            for shard in _shard_files(folder):
+                with contextlib.suppress(OSError):
+                    size += shard.lstat().st_size
+                loaded = _read_shard(shard, folder.name)
+                if isinstance(loaded, str):
+                    unreadable += 1
+                elif loaded is not None:
+                    entries += len(loaded[0])
+        return CacheInfo(self.root, namespaces, entries, size, unreadable)
 
     def clear(self) -> int:
-        """Delete every namespace; returns how many there were."""
-        folders = list(self._folders())
+        """Delete every namespace folder (only folders named like one: a wrong ``--cache-dir`` loses nothing else)."""
+        folders = self._folders()
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
         self._open.clear()
         return len(folders)
 
     def _folders(self) -> list[Path]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.parent for p in self.root.glob("??/*/key.json"))
+        """Real directories ``ROOT/xx/<64 hex starting with xx>`` (links are not followed, so never deleted through)."""
+        found = []
+        for prefix in _entries(self.root):
+            if len(prefix.name) != 2 or not _is_real_dir(prefix):
+                continue
+            found += [p for p in _entries(prefix) if _NAMESPACE.fullmatch(p.name) and p.name[:2] == prefix.name and _is_real_dir(p)]
+        return sorted(found)
 
 
 @dataclass(frozen=True)
@@ -199,6 +299,7 @@ class CacheInfo:
     namespaces: int
     entries: int
     bytes: int
+    unreadable: int = 0  # shard files that are ignored (corrupt, truncated, not a regular file)
 
 
 class CachedEncoder(EncoderWrapper):
@@ -219,12 +320,17 @@ class CachedEncoder(EncoderWrapper):
         space = self.cache.namespace(self.inner, role, self.device)
         digests = [text_digest(t) for t in texts]
         missing, found = space.lookup(digests)
-        self.hits += len(texts) - len(missing)
-        self.misses += len(missing)
         if not missing:
+            self.hits += len(texts)
             return found
         fresh = np.asarray(self.inner.encode([texts[i] for i in missing], role), dtype=np.float32)
-        space.add([digests[i] for i in missing], fresh)
+        if len(missing) < len(texts) and (fresh.ndim != 2 or fresh.shape[1] != found.shape[1]):
+            warn_once("dimension", space.key, f"the model's vectors no longer match the cached ones in {space.folder}; encoding afresh")
+            self.misses += len(texts)
+            return np.asarray(self.inner.encode(texts, role), dtype=np.float32)
+        self.hits += len(texts) - len(missing)
+        self.misses += len(missing)
+        self.cache.store(space, [digests[i] for i in missing], fresh)
         if len(missing) == len(texts):
             return fresh
         out = np.empty((len(texts), fresh.shape[1]), dtype=np.float32)
@@ -245,15 +351,88 @@ class CachedEncoder(EncoderWrapper):
         return counts
 
 
-def _read_shard(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """(digests, vectors) of a shard, or None if it is unreadable or inconsistent."""
+def _warn_unreadable(shard: Path, reason: str) -> None:
+    warn_once(
+        "shard",
+        str(shard),
+        f"embedding cache shard {shard} is unreadable ({reason}); ignored, its vectors are computed again (evalkit cache clear removes it)",
+    )
+
+
+def _entries(folder: Path) -> list[Path]:
     try:
-        with np.load(path, allow_pickle=False) as data:
-            keys, vectors = data["digests"], data["vectors"]
-    except (OSError, ValueError, KeyError, EOFError):
+        with os.scandir(folder) as entries:
+            return [Path(e.path) for e in entries]
+    except OSError:  # missing, not a folder, unreadable: nothing cached there
+        return []
+
+
+def _is_real_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _shard_files(folder: Path) -> list[Path]:
+    return sorted(p for p in _entries(folder) if p.name.startswith("shard-") and p.name.endswith(".npz"))
+
+
+def _read_shard(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | str | None:
+    """(digests, vectors) of a shard; a reason (str) if it is unusable; None if it vanished meanwhile.
+
+    Only a regular file is opened (never through a link: no FIFO that blocks, no
+    ``/dev/zero``), as an uncompressed zip of exactly the three arrays evalkit writes,
+    each no larger than the file; then the checksum must match this namespace.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
         return None
-    ok = keys.ndim == 2 and keys.shape[1] == 32 and vectors.ndim == 2 and len(keys) == len(vectors) and vectors.dtype == np.float32
-    return (keys, vectors) if ok else None
+    except OSError as exc:
+        return "a symbolic link" if path.is_symlink() else f"cannot open: {exc.strerror or exc}"
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                return "not a regular file"
+            arrays = _read_members(handle, info.st_size)
+    except Exception as exc:  # any failure to parse a cache file is a miss, whatever the library raises
+        return f"{type(exc).__name__}: {exc}"[:200]
+    if isinstance(arrays, str):
+        return arrays
+    digests, vectors, checksum = arrays["digests.npy"], arrays["vectors.npy"], arrays["checksum.npy"]
+    if digests.ndim != 2 or digests.shape[1] != 32 or vectors.ndim != 2 or len(digests) != len(vectors) or vectors.shape[1] < 1:
+        return f"inconsistent shapes {digests.shape} and {vectors.shape}"
+    if checksum.shape != (32,) or not np.array_equal(checksum, shard_checksum(key, digests, vectors)):
+        return "checksum mismatch: corrupted, or written for another namespace"
+    return digests, vectors
+
+
+def _read_members(handle: BinaryIO, size: int) -> dict[str, np.ndarray] | str:
+    with zipfile.ZipFile(handle) as archive:
+        infos = {i.filename: i for i in archive.infolist()}
+        if set(infos) != set(MEMBERS):
+            return f"unexpected members {sorted(infos)[:5]}"
+        arrays = {}
+        for name, dtype in MEMBERS.items():
+            entry = infos[name]
+            if entry.compress_type != zipfile.ZIP_STORED or entry.file_size > size:
+                return f"{name} is compressed or larger than the file"
+            with archive.open(entry) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, fortran, found = np.lib.format.read_array_header_1_0(member)
+                else:
+                    shape, fortran, found = np.lib.format.read_array_header_2_0(member)
+                count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+                if found != dtype or fortran or count * dtype.itemsize > entry.file_size:
+                    return f"{name}: dtype {found}, shape {shape}"
+                data = member.read(count * dtype.itemsize)
+                if len(data) != count * dtype.itemsize:
+                    return f"{name} is truncated"
+                arrays[name] = np.frombuffer(data, dtype=dtype).reshape(shape)
+        return arrays
 
 
 def _atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -263,6 +442,7 @@ def _atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
+            faultpoint("cache.write")
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -270,8 +450,9 @@ def _atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
         raise
 
 
-def _atomic_npz(path: Path, digests: np.ndarray, vectors: np.ndarray) -> None:
-    _atomic(path, lambda handle: np.savez(handle, digests=digests, vectors=vectors))
+def _atomic_npz(path: Path, key: str, digests: np.ndarray, vectors: np.ndarray) -> None:
+    checksum = shard_checksum(key, digests, vectors)
+    _atomic(path, lambda handle: np.savez(handle, digests=digests, vectors=vectors, checksum=checksum))
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:

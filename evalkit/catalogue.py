@@ -173,7 +173,8 @@ def hub_failure(model: str, exc: BaseException) -> ModelUnavailableError:
         f"cannot load model '{model}' from the Hugging Face hub"
         + (" (HF_HUB_OFFLINE=1)" if offline else "")
         + f": {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-        hint="connect to the internet once to populate the HF cache, download it with "
-        "`huggingface-cli download " + model + "` and pass the folder, or use a catalogue "
-        "model (`evalkit list`)",
+        hint=("unset HF_HUB_OFFLINE (the Makefile sets it) and connect once to fill the HF cache, or " if offline else "connect once, or ")
+        + "run `hf download "
+        + model
+        + " --local-dir DIR` (huggingface_hub's CLI) and pass DIR, or use a catalogue model (`evalkit list`)",
     )

@@ -14,11 +14,14 @@ from collections.abc import Sequence
 
 from evalkit.errors import USAGE_EXIT_CODE, EvalkitError
 
-COMMANDS = ("run", "list", "report", "gate", "mteb", "bench", "cache")
+COMMANDS = ("run", "list", "describe", "report", "gate", "mteb", "bench", "cache")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from evalkit import __version__
+
     parser = argparse.ArgumentParser(prog="evalkit", description="Evaluate and benchmark sentence encoders.")
+    parser.add_argument("--version", action="version", version=f"evalkit {__version__}")
     sub = parser.add_subparsers(title="commands")
     for name in COMMANDS:
         importlib.import_module(f"evalkit.commands.{name}").register(sub)
@@ -31,10 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return USAGE_EXIT_CODE
-    from evalkit.signals import SIGINT_EXIT_CODE, Terminated, graceful_termination
+    from evalkit.context import RunContext
+    from evalkit.signals import SIGINT_EXIT_CODE, Terminated
 
     try:
-        with graceful_termination():
+        with RunContext(progress=not getattr(args, "no_progress", False)):  # collector, quiet libraries, SIGTERM; restored on exit
             return int(args.func(args))
     except EvalkitError as exc:
         print(f"evalkit: error: {exc.render()}", file=sys.stderr)
@@ -46,10 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entrypoint() -> None:
-    code = main()
-    from evalkit import collector
+    import gc
 
-    collector.before_exit()
+    code = main()
+    gc.freeze()  # the process ends next: spare the interpreter its final walk over every object (0.8 s with torch loaded)
     sys.exit(code)
 
 

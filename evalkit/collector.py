@@ -1,18 +1,21 @@
-"""When Python's cycle collector runs, and when freed heap goes back to the OS.
+"""When Python's cycle collector runs — only inside a run context (:mod:`evalkit.context`).
 
 Importing torch and transformers and loading a model creates ~370k long-lived
 objects. Left alone, the cycle collector walks that growing graph again and again
 during the import (0.7 s of a 3.2 s import on the 2-core reference machine), again
 in the first young-generation passes after it (0.4 s), and once more when the
-interpreter exits (0.8 s). So the collector is paused while a backend loads; if
-modules were imported, everything alive is then frozen (moved to the permanent
-generation, which no collection visits); and the command line freezes the heap
-again just before the process ends.
+interpreter exits (0.8 s). So, inside a run, the collector is paused while a backend
+loads; if modules were imported, everything alive is then frozen (moved to the
+permanent generation, which no collection visits); and the command line freezes the
+heap again just before the process ends.
 
 A frozen object is never collected, and transformer modules hold reference cycles,
 so closing a model thaws the heap (:func:`closed`): its cycles become collectable
 by the next collection, which :func:`release` runs at once when the memory is
 needed for the next model.
+
+Outside a run context every function here does nothing: a library call leaves the
+caller's collector exactly as it found it.
 """
 
 from __future__ import annotations
@@ -22,10 +25,15 @@ import gc
 import sys
 from collections.abc import Iterator
 
+from evalkit.context import active
+
 
 @contextlib.contextmanager
 def loading() -> Iterator[None]:
     """Pause collection while libraries import and weights load; freeze what exists if modules were imported."""
+    if active() is None:
+        yield
+        return
     was_enabled, modules = gc.isenabled(), len(sys.modules)
     gc.disable()
     try:
@@ -39,7 +47,8 @@ def loading() -> Iterator[None]:
 
 def closed() -> None:
     """A model was dropped: thaw the heap so its reference cycles can be collected (no walk now; see ``release``)."""
-    gc.unfreeze()
+    if active() is not None:
+        gc.unfreeze()
 
 
 def release() -> None:
@@ -49,6 +58,8 @@ def release() -> None:
     one); without ``malloc_trim`` a long matrix shows RSS climbing by the size of the
     activations even though every model was released (scripts/memory_profile.py).
     """
+    if active() is None:
+        return
     gc.unfreeze()
     gc.collect()
     if sys.platform.startswith("linux"):
@@ -56,8 +67,3 @@ def release() -> None:
 
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def before_exit() -> None:
-    """Spare the interpreter its final walk over every object: the process is ending and the OS frees it all."""
-    gc.freeze()

@@ -41,7 +41,7 @@ def environment() -> dict[str, Any]:
     if torch is not None:
         env["torch_threads"] = torch.get_num_threads()
         env["torch_cuda"] = torch.version.cuda  # the CUDA the wheel was built for (None: CPU build)
-        if torch.cuda.is_available():
+        if torch.cuda.is_available() and torch.cuda.is_initialized():  # a GPU this run used; never initialise CUDA here
             props = torch.cuda.get_device_properties(0)
             env["gpu"] = {
                 "name": props.name,

@@ -7,9 +7,14 @@ significant, so a real regression fails and a change of batch size does not. A
 throughput rule compares sentences per second.
 
 Only result files are read, never models. Anything that would make the comparison
-meaningless (a malformed or unknown-version file, different tasks or data on the
-two sides, a baseline cell that failed, a significance test without per-unit
-outcomes) is a ``DataError`` (exit code 2), never a pass.
+meaningless is a ``DataError`` (exit code 2), never a pass: a malformed, tampered
+(main score disagreeing with its own per-unit outcomes) or unknown-version file,
+different tasks on the two sides, a rule naming a task that neither side has, a
+task whose data or protocol differ (``task_hash``/``data_hash``, unless
+``allow_data_change`` says so; the test is then unpaired), a baseline cell that
+failed, a significance test without per-unit outcomes. Result files written before
+``data_hash`` existed still compare, with a note that the data identity could not
+be verified.
 """
 
 from __future__ import annotations
@@ -23,8 +28,18 @@ import numpy as np
 from evalkit.errors import DataError, EvalkitError
 from evalkit.gate_rules import Rule, Rules
 from evalkit.results.schema import CellResult
+from evalkit.schemas.base import did_you_mean
 from evalkit.spec import EncoderSpec
-from evalkit.stats import Bootstrap, Comparison, Interval, compare, percentile_interval, result_interval, result_replicates
+from evalkit.stats import (
+    Bootstrap,
+    Comparison,
+    Interval,
+    compare,
+    percentile_interval,
+    result_interval,
+    result_replicates,
+    stream_key,
+)
 
 PASS, FAIL = 0, 1
 ENVIRONMENT_KEYS = ("cpu", "cpu_count", "gpu", "platform")
@@ -42,6 +57,7 @@ class Check:
     comparison: Comparison | None = None
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    paired: bool = True  # False: the two sides scored different data (allowed), so the test is unpaired
 
     @property
     def passed(self) -> bool:
@@ -154,9 +170,38 @@ def cells_by_task(results: Sequence[CellResult], encoder: str) -> dict[tuple[str
     return {(r.task, r.split): r for r in results if r.encoder == encoder}
 
 
-def check_comparable(b: CellResult, c: CellResult) -> None:
-    """Refuse to compare cells that did not score the same thing."""
+def check_rule_names(rules: Rules, baseline: Sequence[CellResult], candidate: Sequence[CellResult]) -> None:
+    """Refuse a ``[task."X"]`` rule for a task neither folder holds: a misspelt rule would silently not apply."""
+    tasks = sorted({r.task for r in [*baseline, *candidate]}, key=str.lower)
+    known = {t.lower() for t in tasks}
+    for key, written in rules.task_names.items():
+        if key not in known:
+            raise DataError(
+                f"rule names task '{written}', which is in neither the baseline nor the candidate",
+                path=rules.path,
+                line=rules.task_lines.get(key),
+                field=f"task.{written}",
+                hint=did_you_mean(written, tasks),
+            )
+
+
+def same_data(b: CellResult, c: CellResult) -> bool | None:
+    """Whether both cells scored the same task protocol and data (None: a side predates the hashes)."""
+    if None in (b.task_hash, b.data_hash, c.task_hash, c.data_hash):
+        return None
+    return b.task_hash == c.task_hash and b.data_hash == c.data_hash
+
+
+def data_differs(b: CellResult, c: CellResult) -> bool:
+    """The two cells certainly scored different data or protocols (hashes differ, or the unit counts do)."""
+    return same_data(b, c) is False or bool(c.ok and b.n_units and c.n_units and b.n_units != c.n_units)
+
+
+def check_comparable(b: CellResult, c: CellResult, rule: Rule | None = None, allow_data_change: bool = False) -> list[str]:
+    """Refuse to compare cells that did not score the same thing; returns notes about what could not be verified."""
     where = f"{b.task}/{b.split}"
+    allowed = allow_data_change or (rule is not None and rule.allow_data_change)
+    notes: list[str] = []
     if b.task_type != c.task_type:
         raise DataError(f"{where}: task type differs (baseline {b.task_type}, candidate {c.task_type})")
     if not b.ok:
@@ -165,8 +210,27 @@ def check_comparable(b: CellResult, c: CellResult) -> None:
         raise DataError(f"{where}: the baseline main score of {b.encoder} is undefined; it cannot serve as a baseline")
     if c.ok and b.main_metric != c.main_metric:
         raise DataError(f"{where}: main metric differs (baseline {b.main_metric}, candidate {c.main_metric})")
-    if c.ok and b.n_units and c.n_units and b.n_units != c.n_units:
-        raise DataError(f"{where}: the two sides scored different data ({b.n_units} vs {c.n_units} units)")
+    same = same_data(b, c)
+    sizes_differ = bool(c.ok and b.n_units and c.n_units and b.n_units != c.n_units)
+    if data_differs(b, c):
+        what = []
+        if b.task_hash != c.task_hash and same is False:
+            what.append("protocol (task type, split, settings or seeds)")
+        if b.data_hash != c.data_hash and same is False:
+            what.append("data files")
+        if sizes_differ:
+            what.append(f"number of units ({b.n_units} vs {c.n_units})")
+        if not allowed:
+            raise DataError(
+                f"{where}: the two sides scored different data: their {' and '.join(what)} differ",
+                hint=f"re-run both sides on the same task files, or allow it with --allow-data-change or allow_data_change = true "
+                f"for task '{b.task}' in the rules (the test is then unpaired)",
+            )
+        notes.append(f"{where}: {' and '.join(what)} differ between the two sides (allowed); the bootstrap test is unpaired")
+    elif same is None:
+        side = "baseline" if None in (b.task_hash, b.data_hash) else "candidate"
+        notes.append(f"{where}: cannot verify that both sides used the same data and protocol (the {side} result predates data_hash)")
+    return notes
 
 
 def evaluate_check(check: Check, rules: Rules) -> None:
@@ -181,7 +245,10 @@ def evaluate_check(check: Check, rules: Rules) -> None:
         check.failures.append(f"{where}: the candidate's main score is undefined")
         return
     config = rules.bootstrap
-    reps_b, reps_c = result_replicates(b, config), result_replicates(c, config)
+    reps_b = result_replicates(b, config)
+    # different data on the two sides (allowed): resample them independently, an unpaired test
+    stream = None if check.paired else stream_key(c.task, c.split) ^ 0x5EED
+    reps_c = result_replicates(c, config, stream=stream)
     if reps_b is not None and reps_c is not None:
         check.comparison = compare(reps_b, reps_c, b.main_score, c.main_score, config.level)
         check.baseline_interval = _interval(b, reps_b, config)
@@ -189,6 +256,7 @@ def evaluate_check(check: Check, rules: Rules) -> None:
     else:
         check.baseline_interval, check.candidate_interval = result_interval(b, config), result_interval(c, config)
     drop = check.drop or 0.0
+    test = "paired" if check.paired else "unpaired"
     if drop > rule.max_drop:
         if not rule.require_significance:
             check.failures.append(
@@ -197,7 +265,7 @@ def evaluate_check(check: Check, rules: Rules) -> None:
             )
         elif check.comparison is None or check.comparison.p_value is None:
             side = "baseline" if reps_b is None else "candidate"
-            why = "the paired test is undefined on these units" if check.comparison else f"the {side} result has no per-unit outcomes"
+            why = f"the {test} test is undefined on these units" if check.comparison else f"the {side} result has no per-unit outcomes"
             raise DataError(
                 f"{where}: the drop of {drop:.2f} points needs a significance test, but {why}",
                 hint=f"set require_significance = false for task '{b.task}' in the rules, or re-run with evalkit",
@@ -205,10 +273,10 @@ def evaluate_check(check: Check, rules: Rules) -> None:
         elif check.significant:
             check.failures.append(
                 f"{where}: main score dropped by {drop:.2f} points ({_pts(b.main_score)} → {_pts(c.main_score)}), "
-                f"rule allows {rule.max_drop:g}; significant (paired bootstrap p {_p(check.comparison)})"
+                f"rule allows {rule.max_drop:g}; significant ({test} bootstrap p {_p(check.comparison)})"
             )
         else:
-            check.notes.append(f"{where}: drop of {drop:.2f} points is within noise (paired bootstrap p {_p(check.comparison)})")
+            check.notes.append(f"{where}: drop of {drop:.2f} points is within noise ({test} bootstrap p {_p(check.comparison)})")
     if rule.max_throughput_drop is not None:
         base, cand = check.throughput
         if base is None or cand is None:
@@ -251,8 +319,14 @@ def run_gate(
     match: Sequence[str] = (),
     baseline_root: Path = Path("baseline"),
     candidate_root: Path = Path("candidate"),
+    allow_data_change: bool = False,
 ) -> GateReport:
-    """Match cells, check that both sides cover the same tasks, and judge every task."""
+    """Match cells, check that both sides cover the same tasks and data, and judge every task.
+
+    ``allow_data_change`` (``--allow-data-change``) compares cells whose task data or
+    protocol differ, with an unpaired test; without it they are an input error.
+    """
+    check_rule_names(rules, baseline, candidate)
     pairs = pair_encoders(baseline, candidate, match)
     checks = []
     for base_spec, cand_spec in pairs:
@@ -268,17 +342,18 @@ def run_gate(
             raise DataError("the two sides cover different tasks: " + "; ".join(parts), hint="run the same tasks on both sides")
         for key in sorted(b_cells, key=lambda k: (k[0].lower(), k[1])):
             b, c = b_cells[key], c_cells[key]
-            check_comparable(b, c)
-            check = Check(b, c, rules.for_task(b.task, b.task_type))
+            rule = rules.for_task(b.task, b.task_type)
+            notes = check_comparable(b, c, rule, allow_data_change)
+            check = Check(b, c, rule, notes=notes, paired=not data_differs(b, c))
             evaluate_check(check, rules)
             checks.append(check)
     return GateReport(baseline_root, candidate_root, rules, pairs, checks)
 
 
-def gate_folders(baseline: Path, candidate: Path, rules: Rules, match: Sequence[str] = ()) -> GateReport:
+def gate_folders(baseline: Path, candidate: Path, rules: Rules, match: Sequence[str] = (), allow_data_change: bool = False) -> GateReport:
     """The gate on two result folders (what ``evalkit gate`` and the pytest plugin call)."""
     from evalkit.report.sources import load_results
 
     base = load_results(baseline, what="baseline")
     cand = load_results(candidate, what="candidate")
-    return run_gate(base, cand, rules, match, Path(baseline), Path(candidate))
+    return run_gate(base, cand, rules, match, Path(baseline), Path(candidate), allow_data_change)

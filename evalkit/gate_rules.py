@@ -16,33 +16,27 @@
 
     [task."STSBenchmark"]         # one task (by name, case-insensitive); wins over its type
     max_drop = 1.0
+    allow_data_change = false     # true: compare even if the task's data or protocol changed
 
-Every mistake names the file and the field (``task.STSBenchmark.max_drop``), so a typo
-cannot silently loosen the gate.
+The file is one pydantic model (:class:`evalkit.schemas.rules.RulesFile`). Every
+mistake names the file, line and field (``task.STSBenchmark.max_drop``), and a
+``[task."X"]`` that names no task of either results folder is refused by the gate
+(:func:`evalkit.gate.check_rule_names`), so a typo cannot silently loosen the gate.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from evalkit.adapters import ADAPTERS
-from evalkit.data import read_toml
 from evalkit.errors import DataError
+from evalkit.schemas.base import did_you_mean, parse, toml_line
+from evalkit.schemas.rules import RuleOverrides, RulesFile
 from evalkit.stats import Bootstrap
 
-RULE_FIELDS = {
-    "max_drop": "largest allowed drop of the main score, in points (main score × 100)",
-    "require_significance": "fail a drop only if the paired bootstrap test finds it significant",
-    "alpha": "significance level of the paired test",
-    "max_throughput_drop": "largest allowed relative drop of sentences/s (0.5 = half as fast); false = unchecked",
-}
-BOOTSTRAP_FIELDS = {"n_boot": "bootstrap resamples", "seed": "resampling seed", "level": "confidence level of intervals"}
-TOP_LEVEL = {"defaults", "bootstrap", "task_type", "task"}
+RULE_FIELDS = {name: info.description or "" for name, info in RuleOverrides.model_fields.items()}
 
 
 @dataclass(frozen=True)
@@ -53,18 +47,26 @@ class Rule:
     require_significance: bool = True
     alpha: float = 0.05
     max_throughput_drop: float | None = None
+    allow_data_change: bool = False
     source: str = "built-in defaults"
 
 
 @dataclass(frozen=True)
 class Rules:
-    """Defaults, per-type and per-task overrides, and the bootstrap settings of the paired test."""
+    """Defaults, per-type and per-task overrides, and the bootstrap settings of the paired test.
+
+    ``by_type`` and ``by_task`` are keyed by lower-case name (task names are
+    case-insensitive); ``task_names`` keeps each task key as the file wrote it and
+    ``task_lines`` its line, for the gate's "no such task" error.
+    """
 
     defaults: Rule = field(default_factory=Rule)
     by_type: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     by_task: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     bootstrap: Bootstrap = field(default_factory=Bootstrap)
     path: Path | None = None
+    task_names: Mapping[str, str] = field(default_factory=dict)
+    task_lines: Mapping[str, int | None] = field(default_factory=dict)
 
     def for_task(self, task: str, task_type: str) -> Rule:
         """Task overrides win over type overrides, which win over the defaults."""
@@ -78,86 +80,44 @@ class Rules:
         return rule
 
 
-def _number(value: Any, where: str, path: Path | None, *, low: float, high: float | None = None, high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise DataError(f"must be a number, got {value!r}", path=path, field=where)
-    upper_ok = high is None or (value < high if high_open else value <= high)
-    if value < low or not upper_ok:
-        bound = "" if high is None else (f" and below {high:g}" if high_open else f" and at most {high:g}")
-        raise DataError(f"must be at least {low:g}{bound}, got {value!r}", path=path, field=where)
-    return float(value)
+def parse_rules(raw: Any, path: Path | None = None, source: str | None = None) -> Rules:
+    """Validate a rules file's data (``source``: its text, for line numbers)."""
+    from evalkit.adapters import ADAPTERS
 
-
-def _unknown(key: str, allowed: Mapping[str, str] | set[str], where: str, path: Path | None) -> DataError:
-    close = difflib.get_close_matches(key, list(allowed), n=1)
-    hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(sorted(allowed))
-    return DataError("unknown rule field", path=path, field=where, hint=hint)
-
-
-def parse_rule(table: Any, where: str, path: Path | None) -> dict[str, Any]:
-    """Validate one rule table; returns only the fields it sets (so overrides layer)."""
-    if not isinstance(table, dict):
-        raise DataError("must be a table", path=path, field=where)
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        name = f"{where}.{key}"
-        if key not in RULE_FIELDS:
-            raise _unknown(key, RULE_FIELDS, name, path)
-        if key == "max_drop":
-            out[key] = _number(value, name, path, low=0)
-        elif key == "require_significance":
-            if not isinstance(value, bool):
-                raise DataError(f"must be true or false, got {value!r}", path=path, field=name)
-            out[key] = value
-        elif key == "alpha":
-            out[key] = _number(value, name, path, low=0, high=0.5)
-            if out[key] == 0:
-                raise DataError("must be above 0", path=path, field=name)
-        elif key == "max_throughput_drop":
-            if value is False:
-                out[key] = None
-            else:
-                out[key] = _number(value, name, path, low=0, high=1, high_open=True)
-    return out
-
-
-def parse_rules(raw: Mapping[str, Any], path: Path | None = None) -> Rules:
-    for key in raw:
-        if key not in TOP_LEVEL:
-            raise _unknown(key, TOP_LEVEL, key, path)
-    defaults = Rule(**parse_rule(raw.get("defaults", {}), "defaults", path), source="defaults" if "defaults" in raw else Rule.source)
-    boot_raw = raw.get("bootstrap", {})
-    if not isinstance(boot_raw, dict):
-        raise DataError("must be a table", path=path, field="bootstrap")
-    boot: dict[str, Any] = {}
-    for key, value in boot_raw.items():
-        name = f"bootstrap.{key}"
-        if key not in BOOTSTRAP_FIELDS:
-            raise _unknown(key, BOOTSTRAP_FIELDS, name, path)
-        if key == "level":
-            boot[key] = _number(value, name, path, low=0.5, high=1, high_open=True)
-        else:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise DataError(f"must be an integer, got {value!r}", path=path, field=name)
-            if key == "n_boot" and not 100 <= value <= 100_000:
-                raise DataError(f"must be between 100 and 100000, got {value}", path=path, field=name)
-            boot[key] = value
-    scoped: dict[str, dict[str, Mapping[str, Any]]] = {"task_type": {}, "task": {}}
-    for scope in scoped:
-        tables = raw.get(scope, {})
-        if not isinstance(tables, dict):
-            raise DataError("must be a table of tables", path=path, field=scope)
-        for name, table in tables.items():
-            if scope == "task_type" and name not in ADAPTERS:
-                raise DataError(f"unknown task type '{name}'; known: {', '.join(ADAPTERS.names())}", path=path, field=f"{scope}.{name}")
-            scoped[scope][name.lower()] = parse_rule(table, f"{scope}.{name}", path)
-    return Rules(defaults, scoped["task_type"], scoped["task"], Bootstrap(**boot), path)
+    model = parse(RulesFile, raw, path=path, source=source)
+    types = ADAPTERS.names()
+    by_type: dict[str, Mapping[str, Any]] = {}
+    for name, table in model.task_type.items():
+        if name not in types:
+            where = f"task_type.{name}"
+            line = toml_line(source, where) if source else None
+            raise DataError(f"unknown task type '{name}'", path=path, line=line, field=where, hint=did_you_mean(name, types))
+        by_type[name] = table.set_fields()
+    by_task: dict[str, Mapping[str, Any]] = {}
+    names: dict[str, str] = {}
+    lines: dict[str, int | None] = {}
+    for name, table in model.task.items():
+        key, where = name.strip().lower(), f"task.{name}"
+        line = toml_line(source, where) if source else None
+        if key in names:
+            raise DataError(
+                f"task '{name}' has two rule tables (task names are case-insensitive; the other is '{names[key]}')",
+                path=path,
+                line=line,
+                field=where,
+            )
+        names[key], lines[key], by_task[key] = name, line, table.set_fields()
+    defaults = Rule(**model.defaults.set_fields(), source="defaults" if "defaults" in model.model_fields_set else Rule.source)
+    boot = model.bootstrap
+    return Rules(defaults, by_type, by_task, Bootstrap(level=boot.level, n_boot=boot.n_boot, seed=boot.seed), path, names, lines)
 
 
 def load_rules(path: Path | None) -> Rules:
     """Read a rules file (None: the built-in defaults)."""
+    from evalkit.data import load_toml
+
     if path is None:
         return Rules()
     path = Path(path)
-    raw = read_toml(path, "rules")
-    return parse_rules(raw, path)
+    raw, text = load_toml(path, "rules")
+    return parse_rules(raw, path, text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Generic, TypeVar, cast
@@ -18,17 +19,26 @@ from evalkit.errors import EvalkitError
 
 T = TypeVar("T")
 
+Check = Callable[[object], str | None]
+"""What a registry asks of an entry: None if it is usable, else what is wrong with it ("must ...")."""
+
 
 class RegistryError(EvalkitError):
     """Unknown or colliding registry name."""
 
 
 class Registry(Generic[T]):
-    """Maps case-insensitive names to objects, or to lazy "module:attr" references."""
+    """Maps case-insensitive names to objects, or to lazy "module:attr" references.
 
-    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+    ``check`` (optional) vets every entry when it is registered, or, for lazy and
+    entry-point entries, when it is first imported: a wrong kind of object is a
+    RegistryError naming the entry, never a TypeError deep inside a run.
+    """
+
+    def __init__(self, kind: str, entry_point_group: str | None = None, check: Check | None = None) -> None:
         self.kind = kind
         self.entry_point_group = entry_point_group
+        self.check = check
         self._entries: dict[str, T | str] = {}
         self._display: dict[str, str] = {}
         self._entry_points_loaded = False
@@ -37,6 +47,7 @@ class Registry(Generic[T]):
         """Register ``obj`` under ``name``; usable as ``@registry.register("name")``."""
 
         def add(target: T) -> T:
+            self._vet(name, target, _qualname(target) if hasattr(target, "__qualname__") else f"a {type(target).__name__}")
             self._add(name, target)
             return target
 
@@ -80,9 +91,15 @@ class Registry(Generic[T]):
             raise RegistryError(self._unknown_message(name))
         entry = self._entries[key]
         if isinstance(entry, str):
-            entry = cast(T, _resolve(entry, self.kind, name))
-            self._entries[key] = entry
+            resolved = cast(T, _resolve(entry, self.kind, name))
+            self._vet(name, resolved, entry)
+            self._entries[key] = entry = resolved
         return entry
+
+    def _vet(self, name: str, target: object, where: str) -> None:
+        problem = self.check(target) if self.check is not None else None
+        if problem:
+            raise RegistryError(f"{self.kind} '{name}' ({where}) is not usable: it {problem}")
 
     def _unknown_message(self, name: str) -> str:
         names = self.names()
@@ -104,6 +121,38 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def takes_arguments(n: int) -> Check:
+    """A check: the entry is callable with ``n`` positional arguments (e.g. a backend factory taking a spec)."""
+
+    def check(obj: object) -> str | None:
+        if not callable(obj):
+            return f"must be callable with {n} argument(s), but is a {type(obj).__name__}"
+        try:
+            signature = inspect.signature(obj)
+        except (TypeError, ValueError):
+            return None  # builtins without a signature: trust them
+        try:
+            signature.bind(*([None] * n))
+        except TypeError as exc:
+            return f"must be callable with {n} argument(s): {exc}"
+        return None
+
+    return check
+
+
+def provides(*methods: str, arguments: int = 0) -> Check:
+    """A check: the entry is callable with ``arguments`` arguments and has these callable attributes."""
+    callable_check = takes_arguments(arguments)
+
+    def check(obj: object) -> str | None:
+        missing = [m for m in methods if not callable(getattr(obj, m, None))]
+        if missing:
+            return "must provide " + ", ".join(f"{m}()" for m in missing)
+        return callable_check(obj)
+
+    return check
 
 
 def _resolve(reference: str, kind: str, name: str) -> object:

@@ -54,10 +54,18 @@ class Bootstrap:
     seed: int = SEED
 
     def __post_init__(self) -> None:
-        if not 0 < self.level < 1:
-            raise EvalkitError(f"confidence level must be between 0 and 1, got {self.level}", field="level")
-        if self.n_boot < 10:
-            raise EvalkitError(f"need at least 10 bootstrap resamples, got {self.n_boot}", field="n_boot")
+        """The same ranges as a rules file's ``[bootstrap]`` (one definition: :mod:`evalkit.schemas.bootstrap`)."""
+        from evalkit.schemas.base import SEED_MAX
+        from evalkit.schemas.bootstrap import check_level, check_n_boot
+
+        for name, check in (("level", check_level), ("n_boot", check_n_boot)):
+            value = getattr(self, name)
+            try:
+                check(value)
+            except (TypeError, ValueError) as exc:
+                raise EvalkitError(f"{exc}, got {value!r}", field=name) from None
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= SEED_MAX:
+            raise EvalkitError(f"resampling seed must be an integer from 0 to {SEED_MAX}, got {self.seed!r}", field="seed")
 
     def matches(self, stored: Mapping[str, Any]) -> bool:
         return stored.get("level") == self.level and stored.get("n_boot") == self.n_boot and stored.get("seed") == self.seed
@@ -285,23 +293,26 @@ def resamplable(result: CellResult) -> Any | None:
 _REPLICATES: dict[tuple[Any, ...], np.ndarray | None] = {}
 
 
-def result_replicates(result: CellResult, config: Bootstrap | None = None) -> np.ndarray | None:
+def result_replicates(result: CellResult, config: Bootstrap | None = None, stream: int | None = None) -> np.ndarray | None:
     """Bootstrap replicates of a stored result's main score (same resamples as every encoder on its task).
 
-    Memoised per process on the units' content, so a report with ``--baseline`` or a
-    gate run from a test suite resamples each cell once.
+    ``stream`` picks other resamples than the task's own (the gate's unpaired test,
+    when the two sides scored different data). Memoised per process on the units'
+    content, so a report with ``--baseline`` or a gate run from a test suite resamples
+    each cell once.
     """
     adapter = resamplable(result)
     if adapter is None:
         return None
     config = config or Bootstrap()
+    stream = stream_key(result.task, result.split) if stream is None else stream
     units = hashlib.sha1(json.dumps(result.units, sort_keys=True, default=str).encode()).hexdigest()
-    key = (result.task, result.split, result.task_type, result.main_metric, result.n_units, units, config)
+    key = (result.task, result.split, result.task_type, result.main_metric, result.n_units, units, config, stream)
     if key not in _REPLICATES:
         if len(_REPLICATES) > 512:
             _REPLICATES.clear()
         try:
-            _REPLICATES[key] = replicates(adapter, result.units, result.n_units, config, stream_key(result.task, result.split))
+            _REPLICATES[key] = replicates(adapter, result.units, result.n_units, config, stream)
         except Exception:  # malformed units: the row simply has no interval
             _REPLICATES[key] = None
     return _REPLICATES[key]

@@ -36,23 +36,24 @@ def current_rss() -> int:
         return peak if sys.platform == "darwin" else peak * 1024
 
 
-def cuda_in_use() -> bool:
+def cuda_in_use(device: str) -> bool:
+    """Whether ``device`` is a CUDA device that is running (a CPU encoder on a GPU host reads CPU memory)."""
     torch = sys.modules.get("torch")
-    return bool(torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized())
+    return bool(device.startswith("cuda") and torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized())
 
 
-def synchronize() -> None:
-    if cuda_in_use():
+def synchronize(device: str) -> None:
+    if cuda_in_use(device):
         import torch
 
         torch.cuda.synchronize()
 
 
 @contextmanager
-def peak_memory(interval: float = 0.005) -> Iterator[dict[str, int]]:
-    """Yield a dict whose 'peak' holds the peak memory in bytes once the block ends."""
+def peak_memory(device: str = "cpu", interval: float = 0.005) -> Iterator[dict[str, int]]:
+    """Yield a dict whose 'peak' holds the peak memory in bytes once the block ends (CUDA allocator or process RSS)."""
     result = {"peak": 0}
-    if cuda_in_use():
+    if cuda_in_use(device):
         import torch
 
         torch.cuda.reset_peak_memory_stats()
@@ -163,11 +164,12 @@ class MeteredEncoder(EncoderWrapper):
         """Encode with the wrapped encoder, timing it and counting its tokens and forward batches."""
         stats = getattr(getattr(self.inner, "backbone", None), "stats", None)
         before = (stats.batches, stats.padded_tokens, stats.real_tokens) if stats is not None else (0, 0, 0)
-        with peak_memory() as memory:
-            synchronize()
+        device = self.meter.device
+        with peak_memory(device) as memory:
+            synchronize(device)
             start = time.perf_counter()
             vectors = self.inner.encode(texts, role)
-            synchronize()
+            synchronize(device)
             elapsed = time.perf_counter() - start
         self.meter.encode_seconds += elapsed
         self.meter.latencies.append(elapsed)

@@ -135,6 +135,8 @@ def mteb_task(task: TaskSpec, split: str) -> tuple[Any, str]:
     import mteb
     from datasets import DatasetDict
 
+    if task.type in EXTRA_TYPES:  # task types added later, each with its own loader (end of this file)
+        return EXTRA_TYPES[task.type](task, split)
     name, subset = MTEB_NAMES.get(task.name, (CARRIERS[task.type], "default"))
     ref = mteb.get_task(name, languages=["eng"]) if subset != "default" else mteb.get_task(name)
     settings = task.settings
@@ -156,7 +158,7 @@ def mteb_task(task: TaskSpec, split: str) -> tuple[Any, str]:
             )
 
         train_key = settings.get("train_split", "train")
-        single = train_key not in task.files or train_key == split
+        single = settings.get("protocol") == "cross_validation"  # evalkit never switches protocol implicitly
         if settings.get("mode", "undersample") != "undersample":
             raise ValueError(f"{task.name}: MTEB has no '{settings.get('mode')}' mode")
         if task.name in MTEB_NAMES:  # a real MTEB task: its metadata must agree with the task file
@@ -248,6 +250,78 @@ def main() -> int:
         f"{', MTEB encodes natively' if args.native else ', shared vectors'}"
     )
     return 0 if worst <= 1e-3 else 1
+
+
+# ---- summarization and clustering (issue 13) ------------------------------------------------------
+
+
+def summarization_task(task: TaskSpec, split: str) -> tuple[Any, str]:
+    """mteb's SummEval class with the task's data: ``SummEvalSummarization.v2``, or ``SummEval`` (v1) with average_pvalues."""
+    import mteb
+    from datasets import DatasetDict
+
+    from evalkit.adapters.summarization import SummarizationSettings
+
+    opts = task.settings_as(SummarizationSettings)
+    cols = opts.columns
+    ref = mteb.get_task("SummEval" if opts.average_pvalues else "SummEvalSummarization.v2")
+    ref.min_score, ref.max_score = opts.min_score, opts.max_score
+    rows = read_many(task.files_for(split), [cols.human_summaries, cols.machine_summaries, cols.relevance])
+    data = _dataset(
+        {
+            "text": r.values.get(cols.text) or "",
+            "human_summaries": list(r.get(cols.human_summaries)),
+            "machine_summaries": list(r.get(cols.machine_summaries)),
+            "relevance": [float(x) for x in r.get(cols.relevance)],
+        }
+        for r in rows
+    )
+    ref.dataset = {"default": DatasetDict({split: data})}
+    ref.data_loaded = True
+    return ref, "default"
+
+
+def clustering_task(task: TaskSpec, split: str) -> tuple[Any, str]:
+    """mteb's clustering classes with the task's data: ``TwentyNewsgroupsClustering.v2`` (v2) or its legacy version."""
+    import random
+
+    import mteb
+    from datasets import DatasetDict
+
+    from evalkit.adapters.clustering import ClusteringAdapter, ClusteringSettings
+
+    opts = task.settings_as(ClusteringSettings)
+    docs, _ = ClusteringAdapter().load(task, split)
+    if opts.mode == "v2":
+        ref = mteb.get_task("TwentyNewsgroupsClustering.v2")
+        limit = opts.embed_limit()
+        ref.max_fraction_of_documents_to_embed = limit[1] if limit is not None and limit[0] == "fraction" else None
+        ref.max_document_to_embed = int(limit[1]) if limit is not None and limit[0] == "count" else None
+        ref.max_documents_per_cluster = opts.max_documents_per_cluster
+        ref.n_clusters = opts.n_experiments
+        ref.k_mean_batch_size = opts.kmeans_batch_size
+        ref.seed = opts.seed
+        ref.rng_state, ref.np_rng = random.Random(opts.seed), np.random.default_rng(opts.seed)
+        data = _dataset({"sentences": t, "labels": y} for t, y in zip(docs.texts, docs.labels, strict=True))
+    else:
+        if opts.seed != 42:
+            raise ValueError(f"{task.name}: mteb's legacy clustering evaluator always uses seed 42")
+        ref = mteb.get_task("TwentyNewsgroupsClustering")
+        sets: dict[Any, tuple[list[str], list[Any]]] = {}
+        for t, y, key in zip(docs.texts, docs.labels, docs.sets or [None] * len(docs.texts), strict=True):
+            sets.setdefault(key, ([], []))
+            sets[key][0].append(t)
+            sets[key][1].append(y)
+        data = _dataset({"sentences": texts, "labels": labels} for texts, labels in sets.values())
+    ref.dataset = {"default": DatasetDict({split: data})}
+    ref.data_loaded = True
+    return ref, "default"
+
+
+EXTRA_TYPES = {"summarization": summarization_task, "clustering": clustering_task}
+# MTEB's published SummEval score for all-MiniLM-L6-v2 (its v1 evaluator: per-text correlations averaged with their p-values)
+PUBLISHED["SummEval-MTEBv1"] = 0.3081
+DEFAULT_TASKS += ["SummEval", str(REPO / "tasks" / "variants" / "summeval_mteb_v1.toml"), "Banking77Clustering", "EmotionClustering"]
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ traceback, and, for ``run``, no result file: bad input is caught before any mode
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -383,6 +384,109 @@ rules_case("rules: negative per-task drop", "[task.STSBenchmark]\nmax_drop = -1\
 rules_case("rules: file missing", None, "rules.toml", "does not exist")
 
 
+# ---- files that are not what they seem (readers read only regular, bounded, UTF-8 files) ----------------
+@case("sts data: a FIFO (used to hang forever)")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    args = sts(f, data_name="pipe.tsv")
+    (f / "pipe.tsv").unlink()
+    os.mkfifo(f / "pipe.tsv")
+    return args, ["pipe.tsv", "FIFO", "not a regular file"]
+
+
+@case("sts data: a directory")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    args = sts(f, data_name="folder.tsv")
+    (f / "folder.tsv").unlink()
+    (f / "folder.tsv").mkdir()
+    return args, ["folder.tsv", "directory"]
+
+
+@case("sts data: a symlink to /dev/zero")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    args = sts(f, data_name="zero.tsv")
+    (f / "zero.tsv").unlink()
+    (f / "zero.tsv").symlink_to("/dev/zero")
+    return args, ["zero", "character device"]  # the task may name the link or its target
+
+
+@case("sts data: a 1 GiB line")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    args = sts(f, GOOD_STS + "a\t")
+    with (f / "pairs.tsv").open("r+b") as handle:
+        handle.truncate(1 << 30)  # sparse: no disk, and read only up to the limit
+    return args, ["pairs.tsv:5", "longer than"]
+
+
+@case("sts data: CSV with a BOM lacks a column")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    data = "\ufeffsentence1,sentence2,gold\na,b,1\n".encode()
+    return sts(f, data, data_name="pairs.csv"), ["pairs.csv:1", "field 'score'", "found 'sentence1', 'sentence2', 'gold'"]
+
+
+@case("sts data: header names a column twice")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    return sts(f, "sentence1\tsentence2\tscore\tscore\na\tb\t1\t2\n"), ["pairs.tsv:1", "field 'score'", "more than once"]
+
+
+@case("sts data: score is infinite")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    return sts(f, GOOD_STS.replace("4.8", "1e999")), ["pairs.tsv:2", "field 'score'", "finite"]
+
+
+@case("classification data: Infinity label")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    return classification(f, GOOD_CLS, GOOD_CLS + '{"text": "x", "label": Infinity}\n'), ["test.jsonl:5", "not a finite number"]
+
+
+@case("classification data: lone surrogate in a text")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    return classification(f, GOOD_CLS, GOOD_CLS + '{"text": "\\udc80", "label": 1}\n'), ["test.jsonl:5", "lone surrogate"]
+
+
+@case("classification data: a line nested 100k deep")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    return classification(f, GOOD_CLS, GOOD_CLS + '{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n"), ["test.jsonl:5", "nested"]
+
+
+@case("task: a FIFO task file")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    os.mkfifo(f / "pipe.toml")
+    return ["run", "-e", SPEC, "-t", str(f / "pipe.toml")], ["pipe.toml", "not a regular file"]
+
+
+@case("task: TOML nested 100k deep")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    t = task_file(f, 'name = "X"\nx = ' + "[" * 100_000 + "]" * 100_000 + "\n")
+    return ["run", "-e", SPEC, "-t", str(t)], ["task.toml", "too deeply"]
+
+
+@case("results folder: the lock file is a FIFO")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    (f / "out").mkdir()
+    os.mkfifo(f / "out" / ".evalkit.lock")
+    return ["run", "-e", SPEC, "-t", str(task_file_for_specs(f)), "-o", str(f / "out")], [".evalkit.lock", "not a regular file"]
+
+
+@case("gate: --summary is a folder (exit 2, not a regression)")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    base = REPO / "results" / "baseline"
+    return ["gate", "--baseline", str(base), "--candidate", str(base), "--summary", str(f)], ["field '--summary'", "not a regular file"]
+
+
+@case("mteb import: evaluation_time 1e999")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    body = '{"task_name": "STSBenchmark", "evaluation_time": 1e999, "scores": {"test": [{"main_score": 0.8, "hf_subset": "default"}]}}'
+    write(f / "mteb" / "m" / "rev", "STSBenchmark.json", body)
+    return ["mteb", "import", str(f / "mteb"), "-o", str(f / "out")], ["STSBenchmark.json", "field 'evaluation_time'"]
+
+
+@case("mteb import: a date past year 9999")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    body = '{"task_name": "STSBenchmark", "date": 1e300, "scores": {"test": [{"main_score": 0.8, "hf_subset": "default"}]}}'
+    write(f / "mteb" / "m" / "rev", "STSBenchmark.json", body)
+    return ["mteb", "import", str(f / "mteb"), "-o", str(f / "out")], ["STSBenchmark.json", "field 'date'"]
+
+
 # ---- flags --------------------------------------------------------------------------------------------
 @case("flags: --address without --executor ray")
 def _(f: Path) -> tuple[list[str], list[str]]:
@@ -394,6 +498,21 @@ def _(f: Path) -> tuple[list[str], list[str]]:
     write(f, "plain-file", "not a folder")
     args = ["run", "-e", SPEC, "-t", str(task_file_for_specs(f)), "-o", str(f / "plain-file" / "results")]
     return args, ["plain-file", "Not a directory"]
+
+
+@case("flags: report --n-boot below 100")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    return ["report", str(REPO / "results" / "baseline"), "-o", "-", "-f", "md", "--n-boot", "5"], ["field '--n-boot'", "100"]
+
+
+@case("flags: run --shard-size negative")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    return ["run", "-e", SPEC, "-t", str(task_file_for_specs(f)), "--shard-size", "-1"], ["field '--shard-size'"]
+
+
+@case("flags: bench --repeats 0")
+def _(f: Path) -> tuple[list[str], list[str]]:
+    return ["bench", "-e", SPEC, "-o", str(f / "out"), "--repeats", "0"], ["field '--repeats'"]
 
 
 def test_there_are_at_least_30_cases() -> None:

@@ -196,10 +196,49 @@ def test_truncated_result_file_is_an_input_error(tmp_path: Path, capsys: pytest.
 
 
 def test_different_data_is_an_input_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The candidate scored the first 1,000 STS-B pairs only: a consistent file, but not the same data."""
+    from evalkit.stats import spearman
+
     candidate = copy_baseline(tmp_path)
-    edit(a_cell(candidate), n_units=1000)
+    path = a_cell(candidate)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    gold, cosine = data["units"]["gold"][:1000], data["units"]["cosine"][:1000]
+    score = spearman(gold, cosine)
+    scores = {**data["scores"], "cosine_spearman": score, "spearman": score}
+    edit(path, n_units=1000, units={"gold": gold, "cosine": cosine}, main_score=score, scores=scores, ci={})
     code, out, err = gate(capsys, "--baseline", BASELINE, "--candidate", candidate)
-    assert_input_error(code, out, err, "different data", "1379 vs 1000")
+    assert_input_error(code, out, err, "different data", "number of units (1379 vs 1000)", "--allow-data-change")
+    code, out, err = gate(capsys, "--baseline", BASELINE, "--candidate", candidate, "--allow-data-change")
+    assert code in (0, 1) and "the bootstrap test is unpaired" in out, out + err
+
+
+def test_a_tampered_main_score_is_an_input_error_not_a_pass(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """CLS pooling's 73.50 edited up to 82.03 would pass; its own per-unit outcomes give it away."""
+    candidate = tmp_path / "forged"
+    shutil.copytree(runs["cls"], candidate)
+    path = next(candidate.glob("*/*.json"))
+    data = json.loads(path.read_text(encoding="utf-8"))
+    edit(path, main_score=0.8203, scores={**data["scores"], "cosine_spearman": 0.8203})
+    code, out, err = gate(capsys, "--baseline", runs["sbert"], "--candidate", candidate)
+    assert_input_error(code, out, err, str(path), "field 'main_score'", "disagrees with the 0.734996")
+
+
+def test_a_misspelt_task_rule_is_an_input_error_not_a_pass(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[defaults]\nmax_drop = 60\n\n[task."STSBenchmrak"]\nmax_drop = 1\n', encoding="utf-8")
+    code, out, err = gate(capsys, "--baseline", runs["sbert"], "--candidate", runs["cls"], "--rules", rules)
+    assert_input_error(code, out, err, f"{rules}:4", "task.STSBenchmrak", "did you mean 'STSBenchmark'?")
+    rules.write_text('[defaults]\nmax_drop = 60\n\n[task."stsbenchmark"]\nmax_drop = 1\n', encoding="utf-8")
+    code, out, _ = gate(capsys, "--baseline", runs["sbert"], "--candidate", runs["cls"], "--rules", rules)
+    assert code == 1 and "rule allows 1" in out
+
+
+def test_fresh_results_carry_the_data_identity(runs: dict[str, Path]) -> None:
+    """Fresh runs of one task agree on task_hash and data_hash whatever the encoder; the committed baseline predates them."""
+    fresh = [next(iter(ResultStore(runs[name]))) for name in ("batch", "static")]
+    assert all(r.task_hash and r.data_hash for r in fresh)
+    assert len({(r.task_hash, r.data_hash) for r in fresh}) == 1
+    assert next(iter(ResultStore(runs["sbert"]))).data_hash is None
 
 
 def test_failed_baseline_cell_is_an_input_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -226,8 +265,8 @@ def test_bad_rules_are_input_errors_naming_the_field(tmp_path: Path, capsys: pyt
     rules = tmp_path / "rules.toml"
     cases = {
         "[defaults]\nmax_dorp = 1\n": ("defaults.max_dorp", "did you mean 'max_drop'"),
-        '[task."STSBenchmark"]\nmax_drop = -1\n': ("task.STSBenchmark.max_drop", "at least 0"),
-        "[task_type.sts]\nrequire_significance = 'yes'\n": ("task_type.sts.require_significance", "true or false"),
+        '[task."STSBenchmark"]\nmax_drop = -1\n': ("task.STSBenchmark.max_drop", "greater than or equal to 0"),
+        "[task_type.sts]\nrequire_significance = 'yes'\n": ("task_type.sts.require_significance", "valid boolean"),
         "[bootstrap]\nn_boot = 5\n": ("bootstrap.n_boot", "between 100"),
         "[defaults\n": ("not valid TOML",),
     }

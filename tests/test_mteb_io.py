@@ -5,9 +5,13 @@ as leaderboard rows marked ``mteb-import``."""
 from __future__ import annotations
 
 import json
+import math
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mteb.results import TaskResult
 
 from evalkit.cli import main as evalkit
@@ -160,3 +164,133 @@ def test_import_rejects_files_that_are_not_mteb_results(tmp_path: Path, capsys: 
     assert evalkit(["mteb", "import", str(bad), "-o", str(tmp_path / "out")]) == 2
     assert "has no 'test' split" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# ---- hostile MTEB files: exit 2 with one line naming the file and field, never a traceback, nothing written ----
+
+STSB = json.loads(PUBLISHED["STSBenchmark.json"])
+
+
+def entry(**changes: object) -> dict[str, object]:
+    return {**STSB["scores"]["test"][0], **changes}  # type: ignore[dict-item]
+
+
+HOSTILE: dict[str, tuple[str | bytes, str]] = {
+    "evaluation_time 1e999": (
+        PUBLISHED["STSBenchmark.json"].replace('"evaluation_time": 1.2171757221221924', '"evaluation_time": 1e999'),
+        "'evaluation_time'",
+    ),
+    "negative evaluation_time": (json.dumps({**STSB, "evaluation_time": -1}), "'evaluation_time'"),
+    "huge date": (json.dumps({**STSB, "date": 1e300}), "'date'"),
+    "negative date": (json.dumps({**STSB, "date": -5}), "'date'"),
+    "date that is no date": (json.dumps({**STSB, "date": "yesterday"}), "'date'"),
+    "date that is a list": (json.dumps({**STSB, "date": [2024]}), "'date'"),
+    "NaN main_score": (json.dumps({**STSB, "scores": {"test": [entry(main_score=float("nan"))]}}), "'scores.test.0.main_score'"),
+    "Infinity metric": (json.dumps({**STSB, "scores": {"test": [entry(cosine_pearson=float("inf"))]}}), "'scores.test.0.cosine_pearson'"),
+    "400-digit main_score": (
+        PUBLISHED["STSBenchmark.json"].replace('"main_score": 0.8203247283076371', '"main_score": ' + "9" * 400),
+        "main_score",
+    ),
+    "main_score is text": (json.dumps({**STSB, "scores": {"test": [entry(main_score="0.8")]}}), "no numeric main_score"),
+    "nested 100k deep": ('{"task_name": "STSBenchmark", "scores": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested"),
+    "nested 100 deep in an ignored key": (json.dumps({**STSB, "extra": json.loads("[" * 100 + "]" * 100)}), "nested more than 64"),
+    "top level is a list": ("[1, 2]", "JSON object"),
+    "top level is a number": ("5", "JSON object"),
+    "scores is a list": (json.dumps({**STSB, "scores": [1]}), "not an MTEB TaskResult"),
+    "split is an object": (json.dumps({**STSB, "scores": {"test": {"main_score": 0.8}}}), "'scores.test'"),
+    "score object is text": (json.dumps({**STSB, "scores": {"test": ["0.8"]}}), "'scores.test'"),
+    "task_name with an ANSI escape": (json.dumps({**STSB, "task_name": "STSBenchmark\x1b[2J"}), "'task_name'"),
+    "task_name of 1000 characters": (json.dumps({**STSB, "task_name": "T" * 1000}), "'task_name'"),
+    "task_name is empty": (json.dumps({**STSB, "task_name": " "}), "'task_name'"),
+    "mteb_version is a number": (json.dumps({**STSB, "mteb_version": 1.12}), "'mteb_version'"),
+    "not UTF-8": (b'{"task_name": "caf\xe9"}', "not UTF-8"),
+    "lone surrogate": (PUBLISHED["STSBenchmark.json"].replace('"1.12.75"', '"\\ud800"'), "surrogate"),
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_mteb_files_are_exit_2_with_one_line(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    content, fragment = HOSTILE[name]
+    path = tmp_path / "in" / PUBLISHED_DIR / "STSBenchmark.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass"))
+    capsys.readouterr()
+    assert evalkit(["mteb", "import", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--all-tasks"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("evalkit: error:")]
+    assert len(errors) == 1 and "STSBenchmark.json" in errors[0] and fragment in errors[0], err
+    assert "\x1b" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["fifo", "model_meta is a list", "model_meta is a FIFO"])
+def test_mteb_import_refuses_special_files_without_hanging(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    folder = tmp_path / "in" / PUBLISHED_DIR
+    folder.mkdir(parents=True)
+    (folder / "SICK-R.json").write_text(PUBLISHED["SICK-R.json"], encoding="utf-8")
+    if kind == "fifo":
+        os.mkfifo(folder / "STSBenchmark.json")
+    elif kind == "model_meta is a list":
+        (folder / "model_meta.json").write_text("[]", encoding="utf-8")
+    else:
+        os.mkfifo(folder / "model_meta.json")
+    capsys.readouterr()
+    assert evalkit(["mteb", "import", str(tmp_path / "in"), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("evalkit: error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert ("FIFO" in errors[0]) == (kind != "model_meta is a list") and ".json" in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_published_file_with_a_bom_and_an_iso_date_imports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "in" / PUBLISHED_DIR
+    folder.mkdir(parents=True)
+    data = {**STSB, "date": "2024-06-01T12:00:00"}
+    (folder / "STSBenchmark.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(data).encode())
+    assert evalkit(["mteb", "import", str(tmp_path / "in"), "-o", str(tmp_path / "out")]) == 0
+    (result,) = load_results(tmp_path / "out")
+    assert result.main_score == pytest.approx(0.8203247283076371) and result.created_at == "2024-06-01T12:00:00+00:00"
+    assert result.throughput == {"evaluation_seconds": pytest.approx(1.2171757221221924)}
+
+
+MUTATIONS = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8,
+)
+
+
+@pytest.mark.timeout(300)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    key=st.sampled_from(["task_name", "scores", "evaluation_time", "date", "mteb_version", "dataset_revision", "main_score", "hf_subset"]),
+    value=MUTATIONS,
+)
+def test_fuzz_a_mutated_published_file_is_imported_or_one_data_error(key: str, value: object, tmp_path: Path) -> None:
+    """One field of a real published file replaced by any JSON value (NaN and ±inf included)."""
+    from evalkit.errors import DataError
+    from evalkit.report.mteb_io import read_mteb_file
+
+    data = json.loads(PUBLISHED["STSBenchmark.json"])
+    if key in {"main_score", "hf_subset"}:
+        data["scores"]["test"][0][key] = value
+    else:
+        data[key] = value
+    with tempfile.TemporaryDirectory(dir=tmp_path) as folder:
+        path = Path(folder) / PUBLISHED_DIR / "STSBenchmark.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(data), encoding="utf-8")
+        try:
+            result = read_mteb_file(path, all_tasks=True)
+        except DataError as exc:
+            assert "\n" not in exc.render()
+            return
+    assert result is not None
+    assert math.isfinite(result.main_score or 0.0) and result.origin == "mteb-import"
+    json.loads(result.to_json())  # writable as a result file

@@ -90,7 +90,7 @@ def test_unknown_backend_and_option_typos_fail_before_loading() -> None:
         check_spec("hff:all-MiniLM-L6-v2")
     with pytest.raises(SpecError, match="did you mean 'pooling'"):
         check_spec("hf:all-MiniLM-L6-v2?poling=cls")
-    with pytest.raises(RegistryError, match="did you mean 'mean'"):
+    with pytest.raises(SpecError, match="did you mean 'mean'"):
         check_spec("hf:all-MiniLM-L6-v2?pooling=mena")
     with pytest.raises(SpecError, match="cannot be 'average'"):
         check_spec("hf-logits:all-MiniLM-L6-v2?reduce=average")

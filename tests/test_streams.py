@@ -111,14 +111,19 @@ def test_loading_pauses_the_collector_and_restores_it(tiny_bert: Path) -> None:
         states.append(gc.isenabled())
         raise RuntimeError("cannot load")
 
+    from evalkit.context import RunContext
+
     BACKENDS.register("gc-probe", probe)
     try:
-        with pytest.raises(RuntimeError, match="cannot load"):
+        with RunContext(signals=False), pytest.raises(RuntimeError, match="cannot load"):
             load_encoder("gc-probe:x")
+        with pytest.raises(RuntimeError, match="cannot load"):
+            load_encoder("gc-probe:x")  # outside a run context: the caller's collector is left alone
     finally:
         BACKENDS._entries.pop("gc-probe", None)
-    assert states == [False] and gc.isenabled()
-    load_encoder(f"hf:{tiny_bert}").close()
+    assert states == [False, True] and gc.isenabled()
+    with RunContext(signals=False):
+        load_encoder(f"hf:{tiny_bert}").close()
     assert gc.isenabled()
 
 
@@ -142,26 +147,35 @@ def test_streams_share_the_token_budget(tiny_bert: Path, two_threads: None, monk
 
 def test_a_load_that_imports_freezes_the_heap_and_closing_thaws_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from evalkit import collector
+    from evalkit.context import RunContext
 
     (tmp_path / "evalkit_probe_module.py").write_text("VALUE = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     gc.unfreeze()
-    with collector.loading():
+    with RunContext(signals=False):
+        _freeze_and_thaw(collector, monkeypatch)
+    assert gc.get_freeze_count() == 0
+
+
+def _freeze_and_thaw(collector: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    with collector.loading():  # type: ignore[attr-defined]
         pass  # imports nothing: nothing is frozen
     assert gc.get_freeze_count() == 0
     try:
-        with collector.loading():
+        with collector.loading():  # type: ignore[attr-defined]
             import evalkit_probe_module  # noqa: F401
         assert gc.get_freeze_count() > 0
     finally:
-        collector.closed()
+        collector.closed()  # type: ignore[attr-defined]
         monkeypatch.delitem(__import__("sys").modules, "evalkit_probe_module")
     assert gc.get_freeze_count() == 0
 
 
 PROBE = """
 import gc, sys, weakref
+from evalkit.context import RunContext
 from evalkit.encoders import load_encoder
+RunContext(signals=False).__enter__()  # as the CLI does: collector policy on for the whole process
 encoder = load_encoder(sys.argv[1])  # the first load in this interpreter imports torch and transformers: the heap is frozen
 assert gc.get_freeze_count() > 100_000, gc.get_freeze_count()
 model = weakref.ref(encoder.backbone.model)

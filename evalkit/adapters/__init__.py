@@ -6,13 +6,17 @@ Third parties add task types through the ``evalkit.adapters`` entry-point group.
 from __future__ import annotations
 
 from evalkit.adapters.base import Adapter, TaskOutcome
-from evalkit.registry import Registry
+from evalkit.registry import Registry, provides
 
-ADAPTERS: Registry[type[Adapter]] = Registry("task type", entry_point_group="evalkit.adapters")
+ADAPTERS: Registry[type[Adapter]] = Registry(
+    "task type", entry_point_group="evalkit.adapters", check=provides("validate", "evaluate", "score_units")
+)
 ADAPTERS.register_lazy("sts", "evalkit.adapters.sts:STSAdapter")
 ADAPTERS.register_lazy("classification", "evalkit.adapters.classification:ClassificationAdapter")
 ADAPTERS.register_lazy("pair_classification", "evalkit.adapters.pair_classification:PairClassificationAdapter")
 ADAPTERS.register_lazy("retrieval", "evalkit.adapters.retrieval:RetrievalAdapter")
+ADAPTERS.register_lazy("summarization", "evalkit.adapters.summarization:SummarizationAdapter")
+ADAPTERS.register_lazy("clustering", "evalkit.adapters.clustering:ClusteringAdapter")
 
 
 def adapter_for(task_type: str) -> Adapter:

@@ -1,17 +1,28 @@
 """Classification: a logistic regression on frozen vectors, MTEB's protocol exactly.
 
-``mode = "undersample"`` (default, MTEB): ``n_experiments`` training sets of at most
-``samples_per_label`` examples per label, drawn with MTEB's seeded shuffling (one
-``RandomState(seed)`` per experiment, each reshuffling the previous order); each
-fits ``LogisticRegression(max_iter=100, random_state=seed)`` on the raw vectors and
-predicts the test split. The score is the mean over experiments. ``mode = "full"``
-fits once on all of train (SentEval-style, no undersampling).
+Two protocols, chosen in the task file and never switched silently:
 
-A task with no train files (or evaluated on its train split) runs MTEB's
-cross-validation: ``KFold(k_folds, shuffle=True, random_state=seed)``, undersampling
-each fold's training part. MTEB uses a plain shuffled KFold, not a stratified one;
-it is kept for parity. Data: TSV/CSV/JSONL with ``text`` and ``label`` columns
-(int or string labels; renamable with ``settings.columns``).
+``protocol = "train_test"`` (default): the classifier is trained on the file group
+``train_split`` (default ``train``; a name that is not a file group is an error) and
+scored on the evaluated split, which must be another group. ``mode = "undersample"``
+(default, MTEB): ``n_experiments`` training sets of at most ``samples_per_label``
+examples per label, drawn with MTEB's seeded shuffling (one ``RandomState(seed)`` per
+experiment, each reshuffling the previous order); each fits
+``LogisticRegression(max_iter=100, random_state=seed)`` on the raw vectors and
+predicts the evaluated split. The score is the mean over experiments. ``mode =
+"full"`` fits once on all of train (SentEval-style, no undersampling).
+
+``protocol = "cross_validation"``: MTEB's cross-validation on the evaluated split
+alone (a task with a single file group, or scoring the train split itself):
+``KFold(k_folds, shuffle=True, random_state=seed)`` (``k_folds`` default 5, allowed
+only with this protocol), undersampling each fold's training part. MTEB uses a plain
+shuffled KFold, not a stratified one; it is kept for parity.
+
+Data: TSV/CSV/JSONL with ``text`` and ``label`` columns (int or string labels;
+renamable with ``settings.columns``). Blank texts, empty labels, duplicate rows and
+texts repeated with a different label are warnings (``TaskOutcome.warnings``), as are
+test labels absent from train (kept and always wrong, as in MTEB); every fold or
+experiment whose training sample holds one label is refused before any model loads.
 """
 
 from __future__ import annotations
@@ -19,29 +30,82 @@ from __future__ import annotations
 import warnings
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from evalkit.adapters.base import TaskOutcome, check_settings, embed, fit_if_needed
+from evalkit.adapters.base import TaskOutcome, embed, emit, fit_if_needed, quality_warnings, where
 from evalkit.data import Row, read_many
 from evalkit.encoders.base import Encoder
 from evalkit.errors import DataError
+from evalkit.schemas import Schema, Seed
+from evalkit.schemas.task import Column, GroupName, distinct_columns, groups_in
 from evalkit.taskspec import TaskSpec
 
-SETTINGS = {
-    "mode": "'undersample' (MTEB, default) or 'full' (one fit on all of train, as SentEval)",
-    "n_experiments": "undersampled training sets (default 10)",
-    "samples_per_label": "training examples per label in each experiment (default 8)",
-    "train_split": "file group the classifier is trained on (default 'train')",
-    "k_folds": "folds when the task has a single split (default 5)",
-    "seed": "seed of the sampling, the folds and the classifier (default 42, MTEB's)",
-    "max_iter": "LogisticRegression iterations (default 100, MTEB's)",
-    "columns": "rename columns: {text = ..., label = ...}",
-}
-MODES = ("undersample", "full")
 METRICS = ("accuracy", "f1", "f1_weighted", "precision", "precision_weighted", "recall", "recall_weighted", "ap", "ap_weighted")
+LABEL_LIMIT = 2**63  # labels are numpy int64 inside scikit-learn
+
+
+class ClassificationColumns(Schema):
+    """Which data columns hold the text and the label."""
+
+    text: Column = "text"
+    label: Column = "label"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ClassificationColumns:
+        distinct_columns(self)
+        return self
+
+
+class ClassificationSettings(Schema):
+    """``[settings]`` of a classification task; ``train_split`` and ``k_folds`` resolve to the protocol's defaults."""
+
+    protocol: Literal["train_test", "cross_validation"] = "train_test"
+    mode: Literal["undersample", "full"] = "undersample"
+    n_experiments: Annotated[int, Field(ge=1, le=1000)] = 10
+    samples_per_label: Annotated[int, Field(ge=1, le=10**9)] = 8
+    train_split: GroupName | None = Field(default=None, validate_default=True)
+    k_folds: Annotated[int, Field(ge=2, le=1000)] | None = Field(default=None, validate_default=True)
+    seed: Seed = 42
+    max_iter: Annotated[int, Field(ge=1, le=100_000)] = 100
+    columns: ClassificationColumns = Field(default_factory=ClassificationColumns)
+
+    @field_validator("n_experiments", "samples_per_label")
+    @classmethod
+    def _undersampling_only(cls, value: int, info: ValidationInfo) -> int:
+        if info.data.get("mode") == "full":
+            raise ValueError("applies only to mode = 'undersample' (mode = 'full' fits once on all of train)")
+        return value
+
+    @field_validator("train_split")
+    @classmethod
+    def _train_split(cls, value: str | None, info: ValidationInfo) -> str | None:
+        protocol = info.data.get("protocol")
+        if protocol == "cross_validation":
+            if value is not None:
+                raise ValueError("does not apply to protocol = 'cross_validation' (the folds come from the evaluated split)")
+            return None
+        value = value or "train"
+        groups = groups_in(info)
+        if protocol is not None and groups is not None and value not in groups:
+            raise ValueError(
+                f"the classifier's training split names no file group ([files] has: {', '.join(groups)}; "
+                "to cross-validate on the evaluated split instead, set protocol = 'cross_validation')"
+            )
+        return value
+
+    @field_validator("k_folds")
+    @classmethod
+    def _k_folds(cls, value: int | None, info: ValidationInfo) -> int | None:
+        protocol = info.data.get("protocol")
+        if protocol == "cross_validation":
+            return 5 if value is None else value
+        if value is not None and protocol is not None:
+            raise ValueError("applies only to protocol = 'cross_validation'")
+        return value
 
 
 @dataclass(frozen=True)
@@ -49,6 +113,23 @@ class Labelled:
     texts: list[str]
     labels: list[Hashable]
     rows: list[Row]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one evaluation fits and scores, decided from labels alone (so it is checked before any model loads).
+
+    ``runs`` are (training indices, test indices): into ``train`` and ``test`` for the
+    train/test protocol (test indices None: all of test), into ``test`` for
+    cross-validation (``train`` is None).
+    """
+
+    settings: ClassificationSettings
+    test: Labelled
+    train: Labelled | None
+    runs: list[tuple[list[int], list[int] | None]]
+    warnings: tuple[str, ...] = field(default=())
 
 
 def undersample(labels: Sequence[Hashable], per_label: int, seed: int, order: list[int] | None) -> tuple[list[int], list[int]]:
@@ -107,141 +188,161 @@ def mean_scores(per_experiment: list[dict[str, float | None]]) -> dict[str, floa
 class ClassificationAdapter:
     task_type: ClassVar[str] = "classification"
     main_metric: ClassVar[str] = "accuracy"
+    Settings: ClassVar[type[Schema]] = ClassificationSettings
+    metrics: ClassVar[tuple[str, ...]] = METRICS
 
-    def validate(self, task: TaskSpec) -> None:
-        check_settings(task, SETTINGS)
-        self._options(task)
-        columns = task.setting("columns", {})
-        if not isinstance(columns, dict) or set(columns) - {"text", "label"}:
-            raise DataError("must be a table with keys text and/or label", path=task.source, field="settings.columns")
-        test = self.load(task, task.split)
-        if not self._cross_validation(task, task.split):
-            self._check_labels(task, self.load(task, task.setting("train_split", "train")), test, warn=False)
-
-    def _options(self, task: TaskSpec) -> dict[str, Any]:
-        opts: dict[str, Any] = {"mode": task.setting("mode", "undersample")}
-        if opts["mode"] not in MODES:
-            raise DataError(f"must be one of {', '.join(MODES)}, got {opts['mode']!r}", path=task.source, field="settings.mode")
-        for key, default, low in (
-            ("n_experiments", 10, 1),
-            ("samples_per_label", 8, 1),
-            ("k_folds", 5, 2),
-            ("seed", 42, 0),
-            ("max_iter", 100, 1),
-        ):
-            value = task.setting(key, default)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise DataError(f"must be an integer >= {low}, got {value!r}", path=task.source, field=f"settings.{key}")
-            opts[key] = value
-        train = task.setting("train_split", "train")
-        if not isinstance(train, str):
-            raise DataError("must be text", path=task.source, field="settings.train_split")
-        opts["train_split"] = train
-        return opts
-
-    def _cross_validation(self, task: TaskSpec, split: str) -> bool:
-        train = task.setting("train_split", "train")
-        return train not in task.files or train == split
+    def validate(self, task: TaskSpec, split: str | None = None) -> None:
+        emit(self.plan(task, split or task.split).warnings)
 
     def load(self, task: TaskSpec, split: str) -> Labelled:
-        columns = {"text": "text", "label": "label", **task.setting("columns", {})}
-        rows = read_many(task.files_for(split), [columns["text"], columns["label"]])
+        columns = task.settings_as(ClassificationSettings).columns
+        rows = read_many(task.files_for(split), [columns.text, columns.label])
         labels: list[Hashable] = []
         kind: type | None = None
         for row in rows:
-            value = row.get(columns["label"])
-            if isinstance(value, bool) or not isinstance(value, int | str):
+            value = row.get(columns.label)
+            if isinstance(value, bool) or not isinstance(value, int | str) or (isinstance(value, int) and abs(value) >= LABEL_LIMIT):
                 raise DataError(
-                    f"label must be an integer or a string, got {value!r}", path=row.path, line=row.line, field=columns["label"]
+                    f"label must be an integer or a string, got {value!r}"[:200], path=row.path, line=row.line, field=columns.label
                 )
             if kind is not None and type(value) is not kind:
                 raise DataError(
-                    f"label {value!r} is a {type(value).__name__} but earlier labels are {kind.__name__}s",
+                    f"label {value!r} is a {type(value).__name__} but earlier labels are {kind.__name__}s"[:200],
                     path=row.path,
                     line=row.line,
-                    field=columns["label"],
+                    field=columns.label,
                     hint="use one type for all labels (MTEB would treat 1 and '1' as different classes)",
                 )
             kind = type(value)
             labels.append(value)
-        return Labelled([r.text(columns["text"]) for r in rows], labels, rows)
+        texts = [r.text(columns.text) for r in rows]
+        notes = quality_warnings(rows, {columns.text: texts}, key=lambda i: texts[i], target=labels)
+        return Labelled(texts, labels, rows, tuple(notes))
 
-    def _check_labels(self, task: TaskSpec, train: Labelled, test: Labelled, warn: bool = True) -> None:
-        """A train split with one class cannot be fitted; test labels unseen in train are tolerated as MTEB does, with a warning."""
+    def plan(self, task: TaskSpec, split: str) -> Plan:
+        """The protocol's training samples for ``split``, checked: every one must hold two labels."""
+        settings = task.settings_as(ClassificationSettings)
+        if settings.protocol == "cross_validation":
+            return self._plan_folds(task, split, settings)
+        train_split = settings.train_split or "train"
+        if split == train_split:
+            raise DataError(
+                f"split '{split}' is the classifier's training split; scoring it would test the classifier on its own training data",
+                path=task.source,
+                field="split",
+                hint="evaluate another split, or set protocol = 'cross_validation' in [settings] to cross-validate on it",
+            )
+        shared = sorted(set(task.files_for(split)) & set(task.files_for(train_split)))
+        if shared:
+            raise task.error(
+                f"files.{split}",
+                f"split '{split}' reads {shared[0].name}, which the training split '{train_split}' also reads; "
+                "the classifier would be scored on its own training data",
+                hint="point the groups at different files, or set protocol = 'cross_validation'",
+            )
+        test = self.load(task, split)
+        train = self.load(task, train_split)
+        notes = [*train.warnings, *test.warnings, *self._check_labels(task, train, test)]
+        if settings.mode == "full":
+            runs: list[tuple[list[int], list[int] | None]] = [(list(range(len(train.labels))), None)]
+        else:
+            runs, order = [], None
+            for _ in range(settings.n_experiments):
+                picked, order = undersample(train.labels, settings.samples_per_label, settings.seed, order)
+                runs.append((picked, None))
+        self._check_main_score(task, test)
+        return Plan(settings, test, train, runs, tuple(notes))
+
+    def _plan_folds(self, task: TaskSpec, split: str, settings: ClassificationSettings) -> Plan:
+        """MTEB's ``_evaluate_subset_cross_validation`` folds (the shuffled order is carried from fold to fold, as there)."""
+        from sklearn.model_selection import KFold
+
+        data = self.load(task, split)
+        labels, k = data.labels, settings.k_folds or 5
+        if len(labels) < k:
+            raise task.error("settings.k_folds", f"split '{split}' has {len(labels)} examples, too few for {k} folds")
+        runs: list[tuple[list[int], list[int] | None]] = []
+        order = None
+        for number, (train_idx, test_idx) in enumerate(
+            KFold(n_splits=k, shuffle=True, random_state=settings.seed).split(range(len(labels))), 1
+        ):
+            fold_labels = [labels[i] for i in train_idx]
+            if settings.mode == "full":
+                picked = list(range(len(train_idx)))
+            else:
+                picked, order = undersample(fold_labels, settings.samples_per_label, settings.seed, order)
+            chosen = [int(train_idx[i]) for i in picked]
+            if len({labels[i] for i in chosen}) < 2:
+                raise task.error(
+                    "settings.k_folds",
+                    f"fold {number} of {k} trains on examples of a single label; a classifier needs two",
+                    hint="use fewer folds, more examples per label, or more data",
+                )
+            runs.append((chosen, [int(i) for i in test_idx]))
+        self._check_main_score(task, data)
+        return Plan(settings, data, None, runs, data.warnings)
+
+    def _check_labels(self, task: TaskSpec, train: Labelled, test: Labelled) -> list[str]:
+        """A train split with one class cannot be fitted; test labels unseen in train are kept as MTEB does, with a warning."""
         known = set(train.labels)
         if len(known) < 2:
             raise DataError(
-                f"the training data has a single label ({next(iter(known))!r}); a classifier needs two", path=train.rows[0].path
+                f"the training data has a single label ({next(iter(known))!r}); a classifier needs two"[:200], path=train.rows[0].path
             )
         if type(train.labels[0]) is not type(test.labels[0]):
             raise DataError(
                 "train labels and test labels have different types (int vs string)", path=test.rows[0].path, line=test.rows[0].line
             )
         unseen = [(r, y) for r, y in zip(test.rows, test.labels, strict=True) if y not in known]
-        if unseen and warn:
-            names = sorted({str(y) for _, y in unseen})
-            warnings.warn(
-                f"{unseen[0][0].path}: {len(unseen)} test examples (first at line {unseen[0][0].line}) have labels absent from train "
-                f"({', '.join(names[:5])}); they are kept and always misclassified, as in MTEB",
-                stacklevel=3,
-            )
+        if not unseen:
+            return []
+        names = sorted({str(y) for _, y in unseen})
+        shown = ", ".join(repr(n)[:40] for n in names[:5]) + (", ..." if len(names) > 5 else "")
+        return [
+            f"{where(unseen[0][0].path, unseen[0][0].line)}: {len(unseen)} test examples have labels absent from train "
+            f"({shown}); they are kept and always misclassified, as in MTEB"
+        ]
+
+    def _check_main_score(self, task: TaskSpec, test: Labelled) -> None:
+        if task.main_score in ("ap", "ap_weighted") and len(set(test.labels)) != 2:
+            raise task.error("main_score", f"'{task.main_score}' is defined only for two classes; this split has {len(set(test.labels))}")
 
     def evaluate(self, encoder: Encoder, task: TaskSpec, split: str) -> TaskOutcome:
-        opts = self._options(task)
-        if self._cross_validation(task, split):
-            return self._cross_validate(encoder, task, split, opts)
-        train, test = self.load(task, opts["train_split"]), self.load(task, split)
-        self._check_labels(task, train, test)
-        if opts["mode"] == "full":
-            picks = [list(range(len(train.labels)))]
+        plan = self.plan(task, split)
+        test = plan.test
+        if plan.train is None:  # cross-validation: one set of vectors, folds index into it
+            fit_if_needed(encoder, test.texts)
+            vectors = embed(encoder, test.texts)
+            runs: list[tuple[Any, ...]] = []
+            for chosen, members in plan.runs:
+                assert members is not None
+                runs.append(
+                    (vectors[chosen], [test.labels[i] for i in chosen], vectors[members], [test.labels[i] for i in members], members)
+                )
+            extra: dict[str, Any] = {"cross_validation_folds": len(plan.runs)}
         else:
-            picks, order = [], None
-            for _ in range(opts["n_experiments"]):
-                picked, order = undersample(train.labels, opts["samples_per_label"], opts["seed"], order)
-                picks.append(picked)
-        union = sorted(set().union(*picks))
-        texts = [train.texts[i] for i in union] + test.texts
-        fit_if_needed(encoder, texts)
-        vectors = embed(encoder, texts)
-        position = {index: pos for pos, index in enumerate(union)}
-        train_vectors, test_vectors = vectors[: len(union)], vectors[len(union) :]
-        runs = []
-        for picked in picks:
-            rows = [position[i] for i in picked]
-            runs.append((train_vectors[rows], [train.labels[i] for i in picked], test_vectors, test.labels, None))
-        return self._outcome(runs, len(test.labels), opts, {"n_train_embedded": len(union)})
+            train = plan.train
+            union = sorted(set().union(*(picked for picked, _ in plan.runs)))
+            texts = [train.texts[i] for i in union] + test.texts
+            fit_if_needed(encoder, texts)
+            vectors = embed(encoder, texts)
+            position = {index: pos for pos, index in enumerate(union)}
+            train_vectors, test_vectors = vectors[: len(union)], vectors[len(union) :]
+            runs = []
+            for picked, _ in plan.runs:
+                rows = [position[i] for i in picked]
+                runs.append((train_vectors[rows], [train.labels[i] for i in picked], test_vectors, test.labels, None))
+            extra = {"n_train_embedded": len(union)}
+        return self._outcome(runs, len(test.labels), plan.settings, extra, plan.warnings)
 
-    def _cross_validate(self, encoder: Encoder, task: TaskSpec, split: str, opts: dict[str, Any]) -> TaskOutcome:
-        """MTEB's ``_evaluate_subset_cross_validation`` (the shuffled order is carried from fold to fold, as there)."""
-        from sklearn.model_selection import KFold
-
-        data = self.load(task, split)
-        if len(data.labels) < opts["k_folds"]:
-            raise DataError(f"{len(data.labels)} examples cannot be split into {opts['k_folds']} folds", path=data.rows[0].path)
-        fit_if_needed(encoder, data.texts)
-        vectors = embed(encoder, data.texts)
-        labels = data.labels
-        runs, order = [], None
-        folds = KFold(n_splits=opts["k_folds"], shuffle=True, random_state=opts["seed"]).split(range(len(labels)))
-        for train_idx, test_idx in folds:
-            fold_labels = [labels[i] for i in train_idx]
-            if opts["mode"] == "full":
-                picked = list(range(len(train_idx)))
-            else:
-                picked, order = undersample(fold_labels, opts["samples_per_label"], opts["seed"], order)
-            runs.append(
-                (vectors[train_idx][picked], [fold_labels[i] for i in picked], vectors[test_idx], [labels[i] for i in test_idx], test_idx)
-            )
-        return self._outcome(runs, len(labels), opts, {"cross_validation_folds": opts["k_folds"]})
-
-    def _outcome(self, runs: list[tuple[Any, ...]], n: int, opts: dict[str, Any], extra: dict[str, Any]) -> TaskOutcome:
+    def _outcome(
+        self, runs: list[tuple[Any, ...]], n: int, settings: ClassificationSettings, extra: dict[str, Any], notes: tuple[str, ...]
+    ) -> TaskOutcome:
         from sklearn.linear_model import LogisticRegression
 
         per_experiment, correct = [], []
         for x_train, y_train, x_test, y_test, members in runs:
-            if len(set(y_train)) < 2:
-                raise DataError("a training sample holds a single label; use more examples per label or fewer folds")
-            model = LogisticRegression(max_iter=opts["max_iter"], random_state=opts["seed"])
+            model = LogisticRegression(max_iter=settings.max_iter, random_state=settings.seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter=100 is MTEB's protocol, not a fault
                 model.fit(x_train, y_train)
@@ -260,7 +361,8 @@ class ClassificationAdapter:
             scores=mean_scores(per_experiment),
             n_units=n,
             units={"correct": correct},
-            details={"mode": opts["mode"], "scores_per_experiment": per_experiment, **extra},
+            details={"mode": settings.mode, "protocol": settings.protocol, "scores_per_experiment": per_experiment, **extra},
+            warnings=notes,
         )
 
     def score_units(self, units: Mapping[str, Any], index: np.ndarray) -> float:

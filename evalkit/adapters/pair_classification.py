@@ -6,7 +6,8 @@ its precision and recall (a threshold never splits tied scores, as in MTEB), and
 average precision. Main score ``max_ap``, the best AP over the functions (MTEB's
 current definition; it also takes the model's own similarity, which is cosine or dot
 for the models evalkit runs). Data: TSV/CSV/JSONL with ``sentence1``, ``sentence2``
-and a 0/1 ``label`` (renamable with ``settings.columns``).
+and a 0/1 ``label`` (renamable with ``settings.columns``). Blank sentences, duplicate
+pairs and pairs repeated with the other label are warnings (``TaskOutcome.warnings``).
 """
 
 from __future__ import annotations
@@ -16,16 +17,38 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from evalkit.adapters.base import TaskOutcome, check_settings, embed_pairs
+from evalkit.adapters.base import TaskOutcome, embed_pairs, emit, quality_warnings
 from evalkit.adapters.similarity import similarities
 from evalkit.data import read_many
 from evalkit.encoders.base import Encoder
 from evalkit.errors import DataError
+from evalkit.schemas import Schema
+from evalkit.schemas.task import Column, distinct_columns
 from evalkit.taskspec import TaskSpec
 
-SETTINGS = {"columns": "rename columns: {sentence1 = ..., sentence2 = ..., label = ...}"}
 FUNCTIONS = ("cosine", "dot", "euclidean", "manhattan")
+KINDS = ("accuracy", "f1", "precision", "recall", "ap")
+
+
+class PairColumns(Schema):
+    """Which data columns hold the two sentences and the 0/1 label."""
+
+    sentence1: Column = "sentence1"
+    sentence2: Column = "sentence2"
+    label: Column = "label"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> PairColumns:
+        distinct_columns(self)
+        return self
+
+
+class PairClassificationSettings(Schema):
+    """``[settings]`` of a pair-classification task: column names only (there is no training)."""
+
+    columns: PairColumns = Field(default_factory=PairColumns)
 
 
 @dataclass(frozen=True)
@@ -33,6 +56,7 @@ class Pairs:
     sentences1: list[str]
     sentences2: list[str]
     labels: np.ndarray
+    warnings: tuple[str, ...] = ()
 
 
 def best_accuracy(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -88,27 +112,29 @@ def pair_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 class PairClassificationAdapter:
     task_type: ClassVar[str] = "pair_classification"
     main_metric: ClassVar[str] = "max_ap"
+    Settings: ClassVar[type[Schema]] = PairClassificationSettings
+    metrics: ClassVar[tuple[str, ...]] = (*(f"{f}_{k}" for f in FUNCTIONS for k in KINDS), *(f"max_{k}" for k in KINDS))
 
-    def validate(self, task: TaskSpec) -> None:
-        check_settings(task, SETTINGS)
-        columns = task.setting("columns", {})
-        if not isinstance(columns, dict) or set(columns) - {"sentence1", "sentence2", "label"}:
-            raise DataError("must be a table with keys sentence1, sentence2, label", path=task.source, field="settings.columns")
-        self.load(task, task.split)
+    def validate(self, task: TaskSpec, split: str | None = None) -> None:
+        emit(self.load(task, split or task.split).warnings)
 
     def load(self, task: TaskSpec, split: str) -> Pairs:
-        columns = {"sentence1": "sentence1", "sentence2": "sentence2", "label": "label", **task.setting("columns", {})}
-        rows = read_many(task.files_for(split), [columns["sentence1"], columns["sentence2"], columns["label"]])
+        columns = task.settings_as(PairClassificationSettings).columns
+        rows = read_many(task.files_for(split), [columns.sentence1, columns.sentence2, columns.label])
         labels = []
         for row in rows:
-            value = row.get(columns["label"])
-            if isinstance(value, bool) or value not in (0, 1, "0", "1"):
-                raise DataError(f"label must be 0 or 1, got {value!r}", path=row.path, line=row.line, field=columns["label"])
+            value = row.get(columns.label)
+            if isinstance(value, bool) or not isinstance(value, int | str) or value not in (0, 1, "0", "1"):
+                raise DataError(f"label must be 0 or 1, got {value!r}"[:200], path=row.path, line=row.line, field=columns.label)
             labels.append(int(value))
         y = np.asarray(labels, dtype=np.int64)
         if y.min() == y.max():
             raise DataError(f"every pair has label {y[0]}; AP and F1 need both classes", path=rows[0].path)
-        return Pairs([r.text(columns["sentence1"]) for r in rows], [r.text(columns["sentence2"]) for r in rows], y)
+        first, second = [r.text(columns.sentence1) for r in rows], [r.text(columns.sentence2) for r in rows]
+        notes = quality_warnings(
+            rows, {columns.sentence1: first, columns.sentence2: second}, key=lambda i: (first[i], second[i]), target=labels, what="pair"
+        )
+        return Pairs(first, second, y, tuple(notes))
 
     def evaluate(self, encoder: Encoder, task: TaskSpec, split: str) -> TaskOutcome:
         data = self.load(task, split)
@@ -120,14 +146,15 @@ class PairClassificationAdapter:
             for metric, value in pair_metrics(sims[name], data.labels).items():
                 # thresholds live in details; for distances they are negated (scores are -distance)
                 (thresholds if metric.endswith("threshold") else scores)[f"{name}_{metric}"] = value
-        for metric in ("accuracy", "f1", "precision", "recall", "ap"):
+        for metric in KINDS:
             scores[f"max_{metric}"] = max(float(scores[f"{name}_{metric}"] or 0.0) for name in FUNCTIONS)
         return TaskOutcome(
             main_metric=self.main_metric,
             scores=scores,
             n_units=n,
-            units={"labels": data.labels.tolist(), **{name: sims[name].round(6).tolist() for name in FUNCTIONS}},
+            units={"labels": data.labels.tolist(), **{name: sims[name].tolist() for name in FUNCTIONS}},
             details={"thresholds": thresholds, "best_ap_function": max(FUNCTIONS, key=lambda f: float(scores[f"{f}_ap"] or 0.0))},
+            warnings=data.warnings,
         )
 
     def score_units(self, units: Mapping[str, Any], index: np.ndarray) -> float:

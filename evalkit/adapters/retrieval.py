@@ -9,32 +9,62 @@ a time while a running top-k per query is kept (:func:`search`), so memory is bo
 by one chunk plus the k best per query, whatever the corpus size. Queries with no qrels
 are dropped (MTEB). Metrics: nDCG, MAP, recall, precision, hit rate at each k from
 pytrec_eval, MRR@k as MTEB computes it; main score ``ndcg_at_10``; averages are not
-rounded (MTEB rounds to 5 decimals).
+rounded (MTEB rounds to 5 decimals). Blank queries and documents, qrels whose query is
+not in the queries file (dropped) and qrels naming a missing document (with
+``missing_documents = "keep"``) are warnings (``TaskOutcome.warnings``).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
-from evalkit.adapters.base import TaskOutcome, check_settings, embed, fit_if_needed
+from evalkit.adapters.base import TaskOutcome, embed, emit, fit_if_needed, where
 from evalkit.data import iter_jsonl, read_rows
 from evalkit.encoders.base import CorpusFitted, Encoder, Role
 from evalkit.errors import DataError, EvalkitError
+from evalkit.schemas import Schema
 from evalkit.taskspec import TaskSpec
 
-SETTINGS = {
-    "k_values": "cut-offs for the metrics (default [1, 3, 5, 10, 20, 100, 1000], MTEB's); top-k = the largest",
-    "ignore_identical_ids": "drop a document whose id equals the query id from the ranking (MTEB's option, default false)",
-    "chunk_size": "documents encoded and searched at once (default 50000, MTEB's corpus_chunk_size)",
-    "similarity": "'cosine' (default) or 'dot'",
-    "missing_documents": "qrels naming a document absent from the corpus: 'error' (default) or 'keep' (MTEB: relevant, never found)",
-}
 DEFAULT_K = (1, 3, 5, 10, 20, 100, 1000)
+FAMILIES = ("ndcg_at", "map_at", "recall_at", "precision_at", "hit_rate_at", "mrr_at")
+FILE_GROUPS = ("corpus", "queries")  # every other group is a split of qrels
+
+
+class RetrievalSettings(Schema):
+    """``[settings]`` of a retrieval task (MTEB's defaults)."""
+
+    k_values: Annotated[list[Annotated[int, Field(ge=1, le=1_000_000)]], Field(min_length=1, max_length=100)] = Field(
+        default_factory=lambda: list(DEFAULT_K), description="metric cut-offs; the largest is the search depth"
+    )
+    ignore_identical_ids: bool = Field(default=False, description="drop a document whose id equals the query id (MTEB's option)")
+    chunk_size: Annotated[int, Field(ge=1, le=10_000_000)] = Field(default=50_000, description="documents encoded and searched at once")
+    similarity: Literal["cosine", "dot"] = "cosine"
+    missing_documents: Literal["error", "keep"] = Field(
+        default="error", description="qrels naming a document absent from the corpus: an error, or kept as MTEB does"
+    )
+
+    @property
+    def cutoffs(self) -> list[int]:
+        """The k values scored: the declared ones plus 10 (the main score is nDCG@10)."""
+        return sorted(set(self.k_values) | {10})
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A split's queries (those with qrels), its qrels, the corpus size and data-quality warnings."""
+
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    n_docs: int
+    warnings: tuple[str, ...] = ()
+
+
 QUERY_BLOCK_CELLS = 1 << 24  # similarity cells scored at once (64 MiB of float32)
 
 
@@ -93,52 +123,49 @@ def iter_corpus(path: Path, chunk_size: int) -> Iterator[list[tuple[str, str, in
 class RetrievalAdapter:
     task_type: ClassVar[str] = "retrieval"
     main_metric: ClassVar[str] = "ndcg_at_10"
+    Settings: ClassVar[type[Schema]] = RetrievalSettings
+    metrics: ClassVar[tuple[str, ...]] = tuple(f"{family}_{k}" for family in FAMILIES for k in DEFAULT_K)
 
-    def validate(self, task: TaskSpec) -> None:
-        check_settings(task, SETTINGS)
-        opts = self._options(task)
-        self.load(task, task.split, opts)
+    def metric_names(self, settings: Schema) -> tuple[str, ...]:
+        """The metrics reported with these settings: every family at every cut-off."""
+        assert isinstance(settings, RetrievalSettings)
+        return tuple(f"{family}_{k}" for family in FAMILIES for k in settings.cutoffs)
 
-    def _options(self, task: TaskSpec) -> dict[str, Any]:
-        k_values = task.setting("k_values", list(DEFAULT_K))
-        if (
-            not isinstance(k_values, list)
-            or not k_values
-            or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in k_values)
-        ):
-            raise DataError("must be a non-empty list of positive integers", path=task.source, field="settings.k_values")
-        chunk = task.setting("chunk_size", 50_000)
-        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-            raise DataError("must be a positive integer", path=task.source, field="settings.chunk_size")
-        choices = {"similarity": ("cosine", "dot"), "missing_documents": ("error", "keep")}
-        opts: dict[str, Any] = {"k_values": sorted(set(k_values) | {10}), "chunk_size": chunk}  # 10: the main score
-        for key, allowed in choices.items():
-            opts[key] = task.setting(key, allowed[0])
-            if opts[key] not in allowed:
-                raise DataError(f"must be one of {', '.join(allowed)}", path=task.source, field=f"settings.{key}")
-        opts["ignore_identical_ids"] = task.setting("ignore_identical_ids", False)
-        if not isinstance(opts["ignore_identical_ids"], bool):
-            raise DataError("must be true or false", path=task.source, field="settings.ignore_identical_ids")
-        return opts
+    def validate(self, task: TaskSpec, split: str | None = None) -> None:
+        split = split or task.split
+        if split in FILE_GROUPS:
+            raise DataError(
+                f"'{split}' is the {split} file, not a split of qrels", path=task.source, field="split", hint="evaluate a qrels group"
+            )
+        emit(self.load(task, split).warnings)
 
-    def load(self, task: TaskSpec, split: str, opts: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, dict[str, int]], int]:
+    def load(self, task: TaskSpec, split: str, settings: RetrievalSettings | None = None) -> Judged:
         """Queries (those with qrels), qrels and the corpus size; every id is checked against the corpus."""
+        settings = settings or task.settings_as(RetrievalSettings)
         (corpus_path,), (queries_path,) = self._single(task, "corpus"), self._single(task, "queries")
+        notes: list[str] = []
         doc_lines: dict[str, int] = {}
-        for chunk in iter_corpus(corpus_path, opts["chunk_size"]):
-            for doc_id, _, line in chunk:
+        blank_docs: list[int] = []
+        for chunk in iter_corpus(corpus_path, settings.chunk_size):
+            for doc_id, text, line in chunk:
                 if doc_id in doc_lines:
                     raise DataError(
-                        f"document id {doc_id!r} is duplicated (first at line {doc_lines[doc_id]})", path=corpus_path, line=line
+                        f"document id {doc_id!r} is duplicated (first at line {doc_lines[doc_id]})"[:300], path=corpus_path, line=line
                     )
                 doc_lines[doc_id] = line
+                if not text.strip():
+                    blank_docs.append(line)
+        if blank_docs and len(blank_docs) == len(doc_lines):
+            raise DataError("every document is empty; the ranking would be meaningless", path=corpus_path, field="text")
+        if blank_docs:
+            notes.append(f"{where(corpus_path, blank_docs[0])}: {len(blank_docs)} empty or whitespace-only documents")
         queries: dict[str, str] = {}
         query_lines: dict[str, int] = {}
         for row in read_rows(queries_path, ["_id", "text"]):
             query_id = str(row.get("_id"))
             if query_id in queries:
                 raise DataError(
-                    f"query id {query_id!r} is duplicated (first at line {query_lines[query_id]})", path=row.path, line=row.line
+                    f"query id {query_id!r} is duplicated (first at line {query_lines[query_id]})"[:300], path=row.path, line=row.line
                 )
             queries[query_id], query_lines[query_id] = row.text("text"), row.line
         qrels: dict[str, dict[str, int]] = {}
@@ -153,7 +180,7 @@ class RetrievalAdapter:
                     unknown_queries.append(f"{query_id} (line {row.line})")
                     continue
                 if doc_id not in doc_lines:
-                    if opts["missing_documents"] == "error":
+                    if settings.missing_documents == "error":
                         raise DataError(
                             f"qrels name document {doc_id!r}, which is not in the corpus {corpus_path.name}",
                             path=row.path,
@@ -161,23 +188,32 @@ class RetrievalAdapter:
                             field="corpus-id",
                             hint="fix the id, or set settings.missing_documents = 'keep' to count it as relevant but unfindable (MTEB)",
                         )
-                    missing_docs.append(doc_id)
+                    missing_docs.append(f"{doc_id!r} (line {row.line})"[:80])
                 if doc_id in qrels.setdefault(query_id, {}):
                     raise DataError(f"pair ({query_id}, {doc_id}) is judged twice", path=row.path, line=row.line)
                 qrels[query_id][doc_id] = int(value)
+        qrels_path = task.files_for(split)[0]
         if unknown_queries:
-            warnings.warn(
-                f"{task.files_for(split)[0]}: dropped {len(unknown_queries)} qrels whose query is not in {queries_path.name}: "
-                + ", ".join(unknown_queries[:5]),
-                stacklevel=3,
+            notes.append(
+                f"{qrels_path}: dropped {len(unknown_queries)} qrels whose query is not in {queries_path.name}: "
+                + ", ".join(unknown_queries[:5])
+                + (", ..." if len(unknown_queries) > 5 else "")
             )
         if missing_docs:
-            warnings.warn(
-                f"{len(missing_docs)} qrels name documents absent from the corpus (kept, as MTEB does): {missing_docs[:5]}", stacklevel=3
+            notes.append(
+                f"{qrels_path}: {len(missing_docs)} qrels name documents absent from the corpus (kept, as MTEB does): "
+                + ", ".join(missing_docs[:5])
+                + (", ..." if len(missing_docs) > 5 else "")
             )
         if not qrels:
-            raise DataError("no qrels name a known query", path=task.files_for(split)[0])
-        return {q: queries[q] for q in queries if q in qrels}, qrels, len(doc_lines)
+            raise DataError("no qrels name a known query", path=qrels_path)
+        judged = {q: queries[q] for q in queries if q in qrels}
+        blank = [query_lines[q] for q, text in judged.items() if not text.strip()]
+        if blank and len(blank) == len(judged):
+            raise DataError("every judged query is empty; the ranking would be meaningless", path=queries_path, field="text")
+        if blank:
+            notes.append(f"{where(queries_path, blank[0])}: {len(blank)} empty or whitespace-only queries")
+        return Judged(judged, qrels, len(doc_lines), tuple(notes))
 
     def _single(self, task: TaskSpec, key: str) -> tuple[Path]:
         paths = task.files_for(key)
@@ -186,36 +222,38 @@ class RetrievalAdapter:
         return (paths[0],)
 
     def evaluate(self, encoder: Encoder, task: TaskSpec, split: str) -> TaskOutcome:
-        opts = self._options(task)
-        queries, qrels, n_docs = self.load(task, split, opts)
+        settings = task.settings_as(RetrievalSettings)
+        judged = self.load(task, split, settings)
+        queries, qrels, n_docs = judged.queries, judged.qrels, judged.n_docs
         corpus_path = task.files_for("corpus")[0]
         if isinstance(encoder, CorpusFitted):  # TF-IDF sees every text first (this one pass holds the corpus text)
-            fit_if_needed(encoder, [t for c in iter_corpus(corpus_path, opts["chunk_size"]) for _, t, _ in c] + list(queries.values()))
+            fit_if_needed(encoder, [t for c in iter_corpus(corpus_path, settings.chunk_size) for _, t, _ in c] + list(queries.values()))
         query_ids = list(queries)
-        cosine = opts["similarity"] == "cosine"
+        cosine = settings.similarity == "cosine"
         query_vectors = _unit(embed(encoder, list(queries.values()), Role.QUERY), cosine)
         doc_ids: list[str] = []
 
         def doc_chunks() -> Iterator[np.ndarray]:
-            for chunk in iter_corpus(corpus_path, opts["chunk_size"]):
+            for chunk in iter_corpus(corpus_path, settings.chunk_size):
                 doc_ids.extend(doc_id for doc_id, _, _ in chunk)
                 yield _unit(embed(encoder, [text for _, text, _ in chunk], Role.DOCUMENT), cosine)
 
-        top_k = max(opts["k_values"])
+        top_k = max(settings.cutoffs)
         scores, index = search(query_vectors, doc_chunks(), top_k)
         run: dict[str, dict[str, float]] = {}
         for row, query_id in enumerate(query_ids):
             hits = {doc_ids[i]: float(s) for i, s in zip(index[row], scores[row], strict=True)}
-            if opts["ignore_identical_ids"]:
+            if settings.ignore_identical_ids:
                 hits.pop(query_id, None)
             run[query_id] = hits
-        result, per_query = evaluate_run(run, qrels, opts["k_values"])
+        result, per_query = evaluate_run(run, qrels, settings.cutoffs)
         return TaskOutcome(
             main_metric=self.main_metric,
             scores=result,
             n_units=len(per_query),
             units={"query_ids": list(per_query), "ndcg_at_10": [round(v, 6) for v in per_query.values()]},
             details={"n_documents": n_docs, "n_queries": len(query_ids), "top_k": top_k},
+            warnings=judged.warnings,
         )
 
     def score_units(self, units: Mapping[str, Any], index: np.ndarray) -> float:

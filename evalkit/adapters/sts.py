@@ -7,30 +7,64 @@ Spearman, all computed in numpy (equal to those libraries within 1e-13, tested,
 without importing them). Main score: ``cosine_spearman`` on 0-1.
 Data: TSV/CSV/JSONL with columns ``sentence1``, ``sentence2``, ``score`` (renamable
 with ``settings.columns``); several files for one split are concatenated (MTEB's
-SICK-R scores train+trial+test).
+SICK-R scores train+trial+test). Blank sentences, duplicate pairs and pairs repeated
+with a different score are warnings (``TaskOutcome.warnings``); a split whose gold
+scores are all equal, or whose sentences are all blank, is refused: its correlation
+is undefined.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from evalkit.adapters.base import TaskOutcome, check_settings, embed_pairs, finite
+from evalkit.adapters.base import TaskOutcome, embed_pairs, emit, finite, quality_warnings
 from evalkit.adapters.similarity import similarities
 from evalkit.data import read_many
 from evalkit.encoders.base import Encoder
 from evalkit.errors import DataError
+from evalkit.schemas import Finite, Schema
+from evalkit.schemas.task import Column, distinct_columns
 from evalkit.stats import pearson, spearman, spearman_counts
 from evalkit.taskspec import TaskSpec
 
-SETTINGS = {
-    "min_score": "lowest gold score (default 0)",
-    "max_score": "highest gold score (default 5)",
-    "columns": "rename columns: {sentence1 = ..., sentence2 = ..., score = ...}",
-}
+FUNCTIONS = ("cosine", "manhattan", "euclidean", "dot")
+
+
+class STSColumns(Schema):
+    """Which data columns hold the two sentences and the gold score."""
+
+    sentence1: Column = "sentence1"
+    sentence2: Column = "sentence2"
+    score: Column = "score"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> STSColumns:
+        distinct_columns(self)
+        return self
+
+
+class STSSettings(Schema):
+    """``[settings]`` of an STS task: the gold score range (for MTEB's min-max normalisation) and column names."""
+
+    min_score: Finite = 0.0
+    max_score: Finite = 5.0
+    columns: STSColumns = Field(default_factory=STSColumns)
+
+    @field_validator("max_score")
+    @classmethod
+    def _above_min(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_score")
+        if low is not None and not value > low:
+            raise ValueError(f"must be above min_score ({low:g})")
+        if low is not None and not math.isfinite(value - low):
+            raise ValueError("the range min_score..max_score is too wide to normalise scores in")
+        return value
 
 
 @dataclass(frozen=True)
@@ -38,6 +72,7 @@ class STSData:
     sentences1: list[str]
     sentences2: list[str]
     gold: np.ndarray
+    warnings: tuple[str, ...] = ()
 
 
 def correlations(gold: np.ndarray, sims: dict[str, np.ndarray]) -> dict[str, float | None]:
@@ -53,49 +88,46 @@ def correlations(gold: np.ndarray, sims: dict[str, np.ndarray]) -> dict[str, flo
 class STSAdapter:
     task_type: ClassVar[str] = "sts"
     main_metric: ClassVar[str] = "cosine_spearman"
+    Settings: ClassVar[type[Schema]] = STSSettings
+    metrics: ClassVar[tuple[str, ...]] = (
+        *(f"{name}_{kind}" for name in FUNCTIONS for kind in ("pearson", "spearman")),
+        "pearson",
+        "spearman",
+    )
 
-    def validate(self, task: TaskSpec) -> None:
-        check_settings(task, SETTINGS)
-        low, high = self._range(task)
-        if not high > low:
-            raise DataError("max_score must be above min_score", path=task.source, field="settings.max_score")
-
-    def _range(self, task: TaskSpec) -> tuple[float, float]:
-        values = []
-        for key, default in (("min_score", 0), ("max_score", 5)):
-            value = task.setting(key, default)
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise DataError(f"must be a number, got {value!r}", path=task.source, field=f"settings.{key}")
-            values.append(float(value))
-        return values[0], values[1]
+    def validate(self, task: TaskSpec, split: str | None = None) -> None:
+        emit(self.load(task, split or task.split).warnings)
 
     def load(self, task: TaskSpec, split: str) -> STSData:
-        renames = task.setting("columns", {})
-        if not isinstance(renames, dict) or set(renames) - {"sentence1", "sentence2", "score"}:
-            raise DataError(
-                "must be a table mapping sentence1 / sentence2 / score to column names",
-                path=task.source,
-                field="settings.columns",
-            )
-        columns = {"sentence1": "sentence1", "sentence2": "sentence2", "score": "score", **renames}
-        rows = read_many(task.files_for(split), [columns["sentence1"], columns["sentence2"], columns["score"]])
-        low, high = self._range(task)
-        gold = []
+        settings = task.settings_as(STSSettings)
+        columns = settings.columns
+        rows = read_many(task.files_for(split), [columns.sentence1, columns.sentence2, columns.score])
+        low, high = settings.min_score, settings.max_score
+        raw = []
         for row in rows:
-            value = row.number(columns["score"])
+            value = row.number(columns.score)
             if not low <= value <= high:
                 raise DataError(
                     f"score {value} is outside the task's range {low:g}..{high:g}",
                     path=row.path,
                     line=row.line,
-                    field=columns["score"],
+                    field=columns.score,
+                    hint="settings.min_score / max_score set the range",
                 )
-            gold.append((value - low) / (high - low))
-        return STSData(
-            [r.text(columns["sentence1"]) for r in rows],
-            [r.text(columns["sentence2"]) for r in rows],
-            np.asarray(gold, dtype=np.float64),
+            raw.append(value)
+        gold = np.asarray([(value - low) / (high - low) for value in raw], dtype=np.float64)
+        if gold.min() == gold.max():
+            raise DataError(f"every pair has the gold score {raw[0]:g}; a correlation with constant scores is undefined", path=rows[0].path)
+        first, second = [r.text(columns.sentence1) for r in rows], [r.text(columns.sentence2) for r in rows]
+        notes = quality_warnings(
+            rows,
+            {columns.sentence1: first, columns.sentence2: second},
+            key=lambda i: (first[i], second[i]),
+            target=raw,
+            what="pair",
+            target_name="score",
         )
+        return STSData(first, second, gold, tuple(notes))
 
     def evaluate(self, encoder: Encoder, task: TaskSpec, split: str) -> TaskOutcome:
         data = self.load(task, split)
@@ -105,7 +137,8 @@ class STSAdapter:
             main_metric=self.main_metric,
             scores=correlations(data.gold, sims),
             n_units=n,
-            units={"gold": data.gold.round(6).tolist(), "cosine": sims["cosine"].round(7).tolist()},
+            units={"gold": data.gold.round(6).tolist(), "cosine": sims["cosine"].tolist()},
+            warnings=data.warnings,
         )
 
     def score_units(self, units: Mapping[str, Any], index: np.ndarray) -> float:

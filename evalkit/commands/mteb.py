@@ -51,14 +51,21 @@ def export(args: argparse.Namespace) -> int:
 
 
 def import_(args: argparse.Namespace) -> int:
+    from evalkit.execution.lock import ResultsLock
+    from evalkit.report.formats import plain
     from evalkit.report.mteb_io import import_files
     from evalkit.results import ResultStore
 
     imported, skipped = import_files(args.paths, split=args.split, subset=args.subset, all_tasks=args.all_tasks)
     store = ResultStore(args.output)
-    for result in imported:
-        store.write(result)
-        print(f"imported {result.encoder} × {result.task}: {result.main_metric} = {result.main_score:.4f}", file=sys.stderr)
+    if imported:
+        with ResultsLock(args.output):  # never interleaved with a run writing the same folder
+            for result in imported:
+                store.write(result)
+                print(
+                    f"imported {plain(result.encoder)} × {plain(result.task)}: {plain(result.main_metric)} = {result.main_score:.4f}",
+                    file=sys.stderr,
+                )
     if skipped:
         print(f"skipped {len(skipped)} file(s) of tasks evalkit does not have (--all-tasks imports them)", file=sys.stderr)
     if not imported:

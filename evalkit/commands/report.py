@@ -28,10 +28,11 @@ def register(sub: Any) -> None:
     )
     rep.add_argument("-o", "--output", help="folder for the files (default: the results folder), or - for stdout")
     rep.add_argument("--title", default="evalkit leaderboard", help="report title")
-    rep.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
-    rep.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    rep.add_argument("--seed", type=int, default=0, help="resampling seed (default 0)")
-    rep.add_argument("--alpha", type=float, default=0.05, help="significance level for tied ranks (default 0.05)")
+    # numbers arrive as text and are checked by ReportFlags, so a bad one is one line naming the flag
+    rep.add_argument("--level", default="0.95", help="confidence level of the intervals, 0.5 to below 1 (default 0.95)")
+    rep.add_argument("--n-boot", default="1000", help="bootstrap resamples, 100 to 100000 (default 1000)")
+    rep.add_argument("--seed", default="0", help="resampling seed, 0 to 2**32-1 (default 0)")
+    rep.add_argument("--alpha", default="0.05", help="significance level for tied ranks, above 0 up to 0.5 (default 0.05)")
     rep.set_defaults(func=main)
 
 
@@ -49,16 +50,16 @@ def main(args: argparse.Namespace) -> int:
     from evalkit.report.formats import render, render_terminal, write_reports
     from evalkit.report.sources import load_results
     from evalkit.report.table import build
+    from evalkit.schemas.cli import ReportFlags, check_flags
     from evalkit.stats import Bootstrap
 
-    if not 0 < args.alpha < 1:
-        raise EvalkitError(f"must be between 0 and 1, got {args.alpha}", field="--alpha")
-    config = Bootstrap(level=args.level, n_boot=args.n_boot, seed=args.seed)
+    checked = check_flags(ReportFlags, args)
+    config = Bootstrap(level=checked.level, n_boot=checked.n_boot, seed=checked.seed)
     results = [r for r in load_results(args.results) if r.ok]
     if not results:
         raise EvalkitError("no successful results found", path=args.results, hint="run `evalkit run -o DIR` first")
     baseline = load_results(args.baseline, what="baseline") if args.baseline else []
-    board = build(results, config=config, alpha=args.alpha, baseline=baseline)
+    board = build(results, config=config, alpha=checked.alpha, baseline=baseline)
     formats = list(dict.fromkeys(args.format or ["md", "csv"]))
     if args.output == "-":
         if len(formats) != 1:

@@ -41,6 +41,9 @@ def main(args: argparse.Namespace) -> int:
     from evalkit.taskspec import TaskIndex
 
     streams.configured()  # a malformed EVALKIT_CPU_STREAMS is exit 2 before any model loads
+    from evalkit.schemas.cli import RunFlags, check_flags
+
+    check_flags(RunFlags, args)  # numeric flags within their ranges, before any model loads
     specs = list(dict.fromkeys(check_spec(s) for s in (args.encoder or DEFAULT_ENCODERS)))
     index = TaskIndex(args.tasks_dir)
     tasks = [index.get(t) for t in (args.task or DEFAULT_TASKS)]
@@ -54,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
     from evalkit.results import ResultStore
 
     store = ResultStore(args.output)
-    cells = plan(specs, tasks, args.split)
+    cells = store.check_identities(plan(specs, tasks, args.split))  # no two cells share a file; none overwrites another's
     with ResultsLock(args.output):
         store.sweep_temporary()  # left by a run that was killed mid-write
         faultpoint("run.locked")

@@ -10,19 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from evalkit import collector
-from evalkit.encoders.base import Encoder, Role
-from evalkit.registry import Registry
-from evalkit.spec import EncoderSpec, Options
+from evalkit.encoders.base import Backend, Encoder, Role
+from evalkit.registry import Registry, takes_arguments
+from evalkit.spec import EncoderSpec
 
 EncoderFactory = Callable[[EncoderSpec], Encoder]
 
-BACKENDS: Registry[EncoderFactory] = Registry("encoder backend", entry_point_group="evalkit.encoders")
+BACKENDS: Registry[EncoderFactory] = Registry("encoder backend", entry_point_group="evalkit.encoders", check=takes_arguments(1))
 
 BACKENDS.register_lazy("hf", "evalkit.encoders.hf:HFEncoder")
 BACKENDS.register_lazy("hf-logits", "evalkit.encoders.logits:LogitsEncoder")
 BACKENDS.register_lazy("sbert", "evalkit.encoders.sbert:SBERTEncoder")
 BACKENDS.register_lazy("static", "evalkit.encoders.static:StaticEncoder")
 BACKENDS.register_lazy("tfidf", "evalkit.encoders.tfidf:TfidfEncoder")
+BACKENDS.register_lazy("obj", "evalkit.encoders.objects:ObjectBackend")  # in-memory models, inside evalkit.evaluate()
 
 BACKEND_SUMMARIES = {
     "hf": "Hugging Face AutoModel hidden states + pooling (mean, cls, max, first_last_avg, weighted_mean, last_token), any layer",
@@ -30,31 +31,39 @@ BACKEND_SUMMARIES = {
     "sbert": "sentence-transformers model with its own pooling and normalisation",
     "static": "static (model2vec-style) token embeddings, mean-pooled",
     "tfidf": "lexical baseline: TF-IDF fitted on the task's texts, optional truncated SVD",
+    "obj": "an in-memory model passed to evalkit.evaluate() (Python API only; not written by hand)",
 }
 
 
 def check_spec(spec: EncoderSpec | str) -> EncoderSpec:
-    """Parse a spec and check its backend and options before any model loads.
+    """Parse a spec and validate its backend and options before any model loads.
 
-    A backend may declare ``OPTIONS`` (name -> help) and a ``check_options(Options)``
-    static method; both run here so a typo costs no model load.
+    A :class:`~evalkit.encoders.base.Backend` subclass has its declared options model
+    checked here (one SpecError naming the spec and the option); a third-party factory
+    that declares none accepts any options (see ``Backend``).
     """
+    text = spec if isinstance(spec, str) else None
     parsed = EncoderSpec.parse(spec) if isinstance(spec, str) else spec
     factory = backend(parsed.backend)
-    allowed = getattr(factory, "OPTIONS", None)
-    if allowed is not None:
-        opts = Options(parsed, allowed)
-        check = getattr(factory, "check_options", None)
-        if check is not None:
-            check(opts)
+    if isinstance(factory, type) and issubclass(factory, Backend):
+        factory.check(parsed, text)
     return parsed
+
+
+def option_names(name: str) -> frozenset[str] | None:
+    """The options backend ``name`` declares, or None when it declares none (then it accepts any)."""
+    factory = backend(name)
+    if isinstance(factory, type) and issubclass(factory, Backend):
+        return frozenset(factory.options_model.model_fields)
+    return None
 
 
 def share_key(spec: EncoderSpec) -> object:
     """Encoders with equal share keys can run side by side on one model (one forward pass)."""
     factory = backend(spec.backend)
-    key_fn = getattr(factory, "share_key", None)
-    return key_fn(spec) if key_fn is not None else ("solo", str(spec))
+    if isinstance(factory, type) and issubclass(factory, Backend):
+        return factory.share_key(spec)
+    return ("solo", str(spec))
 
 
 def load_encoder(spec: EncoderSpec | str) -> Encoder:
@@ -70,4 +79,17 @@ def backend(name: str) -> EncoderFactory:
         return BACKENDS.get(name)
 
 
-__all__ = ["BACKENDS", "Encoder", "EncoderSpec", "Role", "check_spec", "load_encoder", "share_key"]
+from evalkit.encoders.objects import from_transformers  # noqa: E402  (after the registry: objects imports the base module)
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Encoder",
+    "EncoderSpec",
+    "Role",
+    "check_spec",
+    "from_transformers",
+    "load_encoder",
+    "option_names",
+    "share_key",
+]

@@ -8,71 +8,67 @@ Optional ``prompt``, ``query_prompt`` and ``document_prompt`` are prepended to t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import numpy as np
+from pydantic import AfterValidator, Field
 
 from evalkit.encoders import pooling as poolings
-from evalkit.encoders.base import Role
-from evalkit.encoders.transformer import COMMON_OPTIONS, Backbone, LoadOptions
+from evalkit.encoders.base import Backend, Role
+from evalkit.encoders.transformer import Backbone, LoadOptions
 from evalkit.errors import SpecError
-from evalkit.spec import EncoderSpec, Options
-
-PROMPT_OPTIONS = {
-    "prompt": "text prepended to every input",
-    "query_prompt": "text prepended to queries (retrieval)",
-    "document_prompt": "text prepended to documents (retrieval)",
-}
+from evalkit.schemas.options import TransformerOptions
+from evalkit.spec import EncoderSpec
 
 
-def prompt_for(opts: Options, role: Role | None) -> str:
-    if role is Role.QUERY and opts.optional("query_prompt") is not None:
-        return opts.text("query_prompt", "")
-    if role is Role.DOCUMENT and opts.optional("document_prompt") is not None:
-        return opts.text("document_prompt", "")
-    return opts.text("prompt", "")
+def _known_pooling(name: str) -> str:
+    if name not in poolings.POOLINGS:  # the registry is the one list of strategies (case-insensitive)
+        raise ValueError("is not a pooling strategy")
+    return name
 
 
-def prompt_key(spec: EncoderSpec) -> tuple[tuple[str, str], ...]:
-    return tuple((k, v) for k, v in spec.options if k.endswith("prompt"))
+class HFOptions(TransformerOptions):
+    """``hf``: which pooling of which layer, on top of the shared transformer options."""
+
+    pooling: Annotated[str, AfterValidator(_known_pooling)] = Field(
+        "mean", description="mean | cls | max | first_last_avg | weighted_mean | last_token"
+    )
+    layer: Annotated[int, Field(ge=-4096, le=4096)] = Field(-1, description="hidden layer to pool (0 = embeddings, -1 = last)")
+
+    @classmethod
+    def choices(cls, name: str) -> Sequence[str] | None:
+        return poolings.names() if name == "pooling" else super().choices(name)
 
 
-class HFEncoder:
+class HFEncoder(Backend):
     """Hidden states of an AutoModel, pooled by a declared strategy."""
 
-    OPTIONS = {
-        "pooling": "mean | cls | max | first_last_avg | weighted_mean | last_token",
-        "layer": "hidden layer to pool (0 = embeddings, -1 = last)",
-        **PROMPT_OPTIONS,
-        **COMMON_OPTIONS,
-    }
+    options_model = HFOptions
 
     def __init__(self, spec: EncoderSpec) -> None:
         self.spec = spec
-        self.opts = Options(spec, self.OPTIONS)
-        self.pooling = poolings.POOLINGS.get(self.opts.text("pooling", "mean"))
-        self.layer = self.opts.integer("layer", -1)
-        self.backbone = Backbone.shared(LoadOptions.from_options(spec.model, self.opts))
+        self.options = HFOptions.of(spec)
+        self.pooling = poolings.POOLINGS.get(self.options.pooling)
+        self.layer = self.options.layer
+        self.backbone = Backbone.shared(LoadOptions.from_options(spec.model, self.options))
         fn, layer = self.pooling.fn, self.layer
-        self.head = ("pool", self.pooling.name, self.layer, prompt_key(spec))
+        self.head = ("pool", self.pooling.name, self.layer, self.options.prompts())
         self.backbone.register(self.head, lambda out, mask: fn(out.hidden_states, mask, layer))
         n_layers = int(getattr(self.backbone.model.config, "num_hidden_layers", 0) or 0)
         if n_layers and not -(n_layers + 1) <= self.layer <= n_layers:
             self.close()
-            raise SpecError(f"layer={self.layer} is out of range for '{spec.model}', which has layers 0..{n_layers}")
+            raise SpecError(
+                f"encoder spec {str(spec)!r}: layer={self.layer} is out of range for '{spec.model}', which has layers 0..{n_layers}",
+                field="layer",
+            )
 
-    @staticmethod
-    def check_options(opts: Options) -> None:
-        poolings.POOLINGS.get(opts.text("pooling", "mean"))
-        opts.integer("layer", -1)
-        LoadOptions.check(opts)
-
-    @staticmethod
-    def share_key(spec: EncoderSpec) -> object:
+    @classmethod
+    def share_key(cls, spec: EncoderSpec) -> object:
         """Specs with equal keys run on one backbone: a pooling sweep is one forward pass."""
-        return ("hf", spec.without("pooling", "layer", *PROMPT_OPTIONS))
+        return ("hf", spec.model, HFOptions.of(spec).load_key(exclude=("pooling", "layer")))
 
     def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
-        prompt = prompt_for(self.opts, role)
+        prompt = self.options.prompt_for(role)
         return self.backbone.encode([prompt + t for t in texts] if prompt else list(texts), self.head)
 
     def fingerprint(self) -> dict[str, str]:
@@ -81,7 +77,7 @@ class HFEncoder:
             **self.backbone.fingerprint(),
             "pooling": self.pooling.name,
             "layer": str(self.layer),
-            "prompts": repr(prompt_key(self.spec)),
+            "prompts": repr(self.options.prompts()),
         }
 
     def count_tokens(self, texts: Sequence[str]) -> int:

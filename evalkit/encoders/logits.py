@@ -13,54 +13,53 @@ the same spec always gives the same vectors.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 
-from evalkit.encoders.base import Role
-from evalkit.encoders.hf import PROMPT_OPTIONS, prompt_for, prompt_key
-from evalkit.encoders.transformer import COMMON_OPTIONS, Backbone, LoadOptions
-from evalkit.spec import EncoderSpec, Options
+from evalkit.encoders.base import Backend, Role
+from evalkit.encoders.transformer import Backbone, LoadOptions
+from evalkit.schemas import Seed
+from evalkit.schemas.options import TransformerOptions
+from evalkit.spec import EncoderSpec
 
 
-class LogitsEncoder:
+class LogitsOptions(TransformerOptions):
+    """``hf-logits``: how the logits become a vector, and the head's size and seed."""
+
+    reduce: Literal["none", "mean"] = Field("none", description="none (the logit vector) | mean (the tutorial's logits.mean(dim=1))")
+    num_labels: Annotated[int, Field(ge=1, le=100_000)] = Field(2, description="size of the (untrained) head")
+    seed: Seed = Field(0, description="seed for the head's random initialisation")
+
+
+class LogitsEncoder(Backend):
     """Logits of a sequence-classification head, optionally averaged to a scalar."""
 
-    OPTIONS = {
-        "reduce": "none (the logit vector) | mean (the tutorial's logits.mean(dim=1))",
-        "num_labels": "size of the (untrained) head, default 2",
-        "seed": "seed for the head's random initialisation, default 0",
-        **PROMPT_OPTIONS,
-        **COMMON_OPTIONS,
-    }
+    options_model = LogitsOptions
 
     def __init__(self, spec: EncoderSpec) -> None:
         self.spec = spec
-        self.opts = Options(spec, self.OPTIONS)
-        self.reduce = self.opts.choice("reduce", "none", ("none", "mean"))
-        self.seed = self.opts.integer("seed", 0)
+        self.options = LogitsOptions.of(spec)
+        self.reduce = self.options.reduce
+        self.seed = self.options.seed
         self.backbone = Backbone.shared(
-            LoadOptions.from_options(spec.model, self.opts),
+            LoadOptions.from_options(spec.model, self.options),
             "AutoModelForSequenceClassification",
             seed=self.seed,
-            num_labels=self.opts.integer("num_labels", 2),
+            num_labels=self.options.num_labels,
         )
-        self.head = ("logits", self.reduce, prompt_key(spec))
+        self.head = ("logits", self.reduce, self.options.prompts())
         reduce = self.reduce == "mean"
         self.backbone.register(self.head, lambda out, _mask: out.logits.float().mean(dim=1, keepdim=True) if reduce else out.logits.float())
 
-    @staticmethod
-    def check_options(opts: Options) -> None:
-        opts.choice("reduce", "none", ("none", "mean"))
-        opts.integer("seed", 0)
-        opts.integer("num_labels", 2)
-        LoadOptions.check(opts)
-
-    @staticmethod
-    def share_key(spec: EncoderSpec) -> object:
-        return ("hf-logits", spec.without("reduce", *PROMPT_OPTIONS))
+    @classmethod
+    def share_key(cls, spec: EncoderSpec) -> object:
+        """Both reductions (and any prompts) of one seeded head run on one backbone."""
+        return ("hf-logits", spec.model, LogitsOptions.of(spec).load_key(exclude=("reduce",)))
 
     def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
-        prompt = prompt_for(self.opts, role)
+        prompt = self.options.prompt_for(role)
         return self.backbone.encode([prompt + t for t in texts] if prompt else list(texts), self.head)
 
     def fingerprint(self) -> dict[str, str]:
@@ -70,7 +69,7 @@ class LogitsEncoder:
             "reduce": self.reduce,
             "seed": str(self.seed),
             "num_labels": str(self.backbone.model.config.num_labels),
-            "prompts": repr(prompt_key(self.spec)),
+            "prompts": repr(self.options.prompts()),
         }
 
     def count_tokens(self, texts: Sequence[str]) -> int:

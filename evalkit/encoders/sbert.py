@@ -10,27 +10,33 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from evalkit.encoders.base import Role
-from evalkit.encoders.hf import PROMPT_OPTIONS, prompt_for
-from evalkit.encoders.transformer import COMMON_OPTIONS, LoadOptions, load_pretrained, pick_device, weights_identity
-from evalkit.spec import EncoderSpec, Options
+from evalkit.encoders.base import Backend, Role
+from evalkit.encoders.transformer import LoadOptions, load_pretrained, pick_device, weights_identity
+from evalkit.schemas.options import Flag, TransformerOptions
+from evalkit.spec import EncoderSpec
 
 
-class SBERTEncoder:
-    OPTIONS = {**PROMPT_OPTIONS, **COMMON_OPTIONS, "normalize": "L2-normalise the output (default: as the model says)"}
+class SBERTOptions(TransformerOptions):
+    """``sbert``: the shared transformer options, plus normalisation of the output."""
 
-    check_options = staticmethod(LoadOptions.check)
+    normalize: Flag = Field(False, description="L2-normalise the output (a model with a Normalize module normalises anyway)")
+
+
+class SBERTEncoder(Backend):
+    options_model = SBERTOptions
 
     def __init__(self, spec: EncoderSpec) -> None:
-        import transformers
         from sentence_transformers import SentenceTransformer
 
-        transformers.utils.logging.disable_progress_bar()
+        from evalkit.context import quiet_libraries
+
+        quiet_libraries()
 
         self.spec = spec
-        self.opts = Options(spec, self.OPTIONS)
-        self.load = LoadOptions.from_options(spec.model, self.opts)
+        self.options = SBERTOptions.of(spec)
+        self.load = LoadOptions.from_options(spec.model, self.options)
         self.device = pick_device(self.load.device)
         kwargs: dict[str, Any] = {"device": self.device}
         if self.load.dtype != "float32":
@@ -40,11 +46,11 @@ class SBERTEncoder:
         self.model: Any = load_pretrained(lambda src, **kw: SentenceTransformer(src, **kw), self.load, weights="model_kwargs", **kwargs)
         if self.load.max_length:
             self.model.max_seq_length = self.load.max_length
-        self.normalize = self.opts.flag("normalize", False)
+        self.normalize = self.options.normalize
         self._identity: str | None = None
 
     def _prompt_kwargs(self, role: Role | None) -> dict[str, str]:
-        explicit = prompt_for(self.opts, role)
+        explicit = self.options.prompt_for(role)
         if explicit:
             return {"prompt": explicit}
         prompts = getattr(self.model, "prompts", {}) or {}

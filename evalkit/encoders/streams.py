@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -59,8 +59,13 @@ def budget_share(budget: int, device: str) -> int:
     return max(1, budget // stream_count(torch.get_num_threads()))
 
 
-def run_batches(fn: Callable[[T], R], batches: Iterable[T], device: str) -> Iterator[R]:
+def run_batches(fn: Callable[[T], R], batches: Iterable[T], device: str) -> Generator[R, None, None]:
     """``fn`` over ``batches``, results in input order; on CPU, several batches at once.
+
+    torch's intra-op thread count is process-wide: it is lowered for the streams and
+    restored when the iterator finishes or is closed, so callers consume it inside
+    ``contextlib.closing`` (a half-read iterator would otherwise keep the lower count
+    until it is garbage-collected).
 
     ``fn`` must enter its own ``torch.inference_mode`` (grad mode is per thread). Batches
     are produced on the calling thread (tokenizers are not thread-safe), at most two

@@ -9,28 +9,35 @@ first, and it is never cached across tasks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
-from evalkit.encoders.base import Role
-from evalkit.spec import EncoderSpec, Options
+from evalkit.encoders.base import Backend, Role
+from evalkit.schemas import Seed
+from evalkit.schemas.options import BIG, BackendOptions, Flag
+from evalkit.spec import EncoderSpec
 
 
-class TfidfEncoder:
-    OPTIONS = {
-        "svd": "reduce to this many dimensions with truncated SVD (0 = off, default)",
-        "sublinear_tf": "use 1 + log(tf) (default true)",
-        "ngram_max": "largest word n-gram (default 1)",
-        "min_df": "ignore terms in fewer documents (default 1)",
-        "seed": "seed of the SVD (default 0)",
-    }
+class TfidfOptions(BackendOptions):
+    """``tfidf``: scikit-learn's TfidfVectorizer settings and the optional SVD."""
+
+    svd: Annotated[int, Field(ge=0, le=100_000)] = Field(0, description="reduce to this many dimensions with truncated SVD (0 = off)")
+    sublinear_tf: Flag = Field(True, description="use 1 + log(tf)")
+    ngram_max: Annotated[int, Field(ge=1, le=100)] = Field(1, description="largest word n-gram")
+    min_df: Annotated[int, Field(ge=1, le=BIG)] = Field(1, description="ignore terms in fewer documents")
+    seed: Seed = Field(0, description="seed of the SVD")
+
+
+class TfidfEncoder(Backend):
+    options_model = TfidfOptions
 
     def __init__(self, spec: EncoderSpec) -> None:
         self.spec = spec
-        self.opts = Options(spec, self.OPTIONS)
-        self.svd_dims = self.opts.integer("svd", 0)
-        self.seed = self.opts.integer("seed", 0)
+        self.options = TfidfOptions.of(spec)
+        self.svd_dims = self.options.svd
+        self.seed = self.options.seed
         self._vectorizer: Any = None
         self._svd: Any = None
 
@@ -39,9 +46,9 @@ class TfidfEncoder:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         self._vectorizer = TfidfVectorizer(
-            sublinear_tf=self.opts.flag("sublinear_tf", True),
-            ngram_range=(1, self.opts.integer("ngram_max", 1)),
-            min_df=self.opts.integer("min_df", 1),
+            sublinear_tf=self.options.sublinear_tf,
+            ngram_range=(1, self.options.ngram_max),
+            min_df=self.options.min_df,
         )
         matrix = self._vectorizer.fit_transform(list(texts))
         self._svd = None

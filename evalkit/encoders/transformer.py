@@ -19,23 +19,10 @@ import numpy as np
 from evalkit import catalogue, collector
 from evalkit.encoders.streams import budget_share, run_batches
 from evalkit.errors import ModelUnavailableError, SpecError
-from evalkit.spec import Options
+from evalkit.schemas.options import TransformerOptions
 
-DTYPES = ("float32", "float16", "bfloat16")
 TOKENS_PER_TEXT = 128  # default token budget per text slot: batch_size short texts, fewer long ones
 MAX_PAD_RATIO = 2  # a batch holds texts of at least half its longest text's length
-DEVICES = ("auto", "cpu", "cuda", "mps")
-
-COMMON_OPTIONS = {
-    "max_length": "truncate texts to this many tokens (default: the model's limit, at most 512)",
-    "batch_size": "texts per forward pass (default 32)",
-    "token_budget": "most padded tokens in flight (default batch_size × 128; CPU streams share it): long texts go in smaller batches",
-    "dtype": "float32 | float16 | bfloat16 (autocast on GPU)",
-    "device": "auto | cpu | cuda",
-    "revision": "hub revision (branch, tag or commit)",
-    "trust_remote_code": "run model code from the hub (off unless set)",
-    "allow_pickle": "allow .bin/.pt (pickle) weights; safetensors are preferred",
-}
 
 
 @dataclass
@@ -56,7 +43,7 @@ class TokenStats:
 
 @dataclass
 class LoadOptions:
-    """The options every transformer backend shares, parsed once."""
+    """What loading a transformer depends on: the validated shared options plus the resolved model source."""
 
     source: str
     max_length: int | None
@@ -68,35 +55,19 @@ class LoadOptions:
     allow_pickle: bool
     token_budget: int = 0
 
-    @staticmethod
-    def check(opts: Options) -> None:
-        """Validate the shared options without resolving the model (cheap, for up-front checks)."""
-        if opts.integer("batch_size", 32) < 1:
-            raise SpecError(f"option 'batch_size' must be at least 1 (in spec {str(opts.spec)!r})")
-        if opts.integer("max_length", 0) < 0:
-            raise SpecError(f"option 'max_length' must be positive (in spec {str(opts.spec)!r})")
-        opts.choice("dtype", "float32", DTYPES)
-        opts.choice("device", "auto", DEVICES)
-        opts.flag("trust_remote_code", False)
-        opts.flag("allow_pickle", False)
-        if opts.integer("token_budget", 0) < 0:
-            raise SpecError(f"option 'token_budget' must be positive (in spec {str(opts.spec)!r})")
-
     @classmethod
-    def from_options(cls, model: str, opts: Options) -> LoadOptions:
-        cls.check(opts)
-        batch = opts.integer("batch_size", 32)
-        max_length = opts.optional("max_length")
+    def from_options(cls, model: str, options: TransformerOptions) -> LoadOptions:
+        """Typed values of an already validated spec; resolving ``model`` may unpack a packaged model."""
         return cls(
             source=str(catalogue.resolve(model)),
-            max_length=opts.integer("max_length", 0) if max_length else None,
-            batch_size=batch,
-            dtype=opts.choice("dtype", "float32", DTYPES),
-            device=opts.choice("device", "auto", DEVICES),
-            revision=opts.optional("revision"),
-            trust_remote_code=opts.flag("trust_remote_code", False),
-            allow_pickle=opts.flag("allow_pickle", False),
-            token_budget=opts.integer("token_budget", 0) or batch * TOKENS_PER_TEXT,
+            max_length=options.max_length,
+            batch_size=options.batch_size,
+            dtype=options.dtype,
+            device=options.device,
+            revision=options.revision,
+            trust_remote_code=options.trust_remote_code,
+            allow_pickle=options.allow_pickle,
+            token_budget=options.token_budget or options.batch_size * TOKENS_PER_TEXT,
         )
 
 
@@ -124,32 +95,11 @@ def check_weights_format(source: str, allow_pickle: bool) -> None:
         )
 
 
-_HASHES: dict[tuple[str, int, float], str] = {}
-
-
 def weights_identity(source: str, revision: str | None) -> str:
-    """sha256 over the weight files of a local folder (memoised by size and mtime); else hub id@revision."""
-    folder = Path(source)
-    if not folder.is_dir():
-        return f"hub:{source}@{revision or 'main'}"
-    digest = hashlib.sha256()
-    for path in sorted(folder.glob("*")):
-        if path.suffix not in {".safetensors", ".bin", ".pt", ".pth", ".onnx"}:
-            continue
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime)
-        if key not in _HASHES:
-            file_hash = hashlib.sha256()
-            with path.open("rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 22), b""):
-                    file_hash.update(chunk)
-            _HASHES[key] = file_hash.hexdigest()
-        digest.update(path.name.encode() + _HASHES[key].encode())
-    for name in ("config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json"):
-        path = folder / name
-        if path.exists():
-            digest.update(name.encode() + path.read_bytes())
-    return "sha256:" + digest.hexdigest()[:32]
+    """sha256 over every file a loader can read in a local folder (see :mod:`evalkit.model_identity`); else hub id@revision."""
+    from evalkit.model_identity import weights_identity as identity
+
+    return identity(source, revision)
 
 
 def load_pretrained(loader: Callable[..., Any], opts: LoadOptions, *, weights: str | None = "direct", **kwargs: Any) -> Any:
@@ -228,8 +178,9 @@ class Backbone:
         import torch
         import transformers
 
-        transformers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.set_verbosity_error()
+        from evalkit.context import quiet_libraries
+
+        quiet_libraries()
         tokenizer = load_pretrained(transformers.AutoTokenizer.from_pretrained, opts, weights=None)
         device = pick_device(opts.device)
         model = load_pretrained(getattr(transformers, model_class).from_pretrained, opts, **kwargs)
@@ -315,13 +266,19 @@ class Backbone:
                 pooled = {key: self.heads[key](out, mask).float().cpu().numpy() for key in keys}
             return idx, int(mask.sum()), int(mask.numel()), pooled
 
+        from evalkit.context import progress_bar
+
         outputs: dict[Hashable, np.ndarray] = {}
-        for idx, real, padded, pooled in run_batches(run, self.batches(texts), self.device):
-            self.stats.add(real, padded, len(idx))
-            for key, matrix in pooled.items():
-                if key not in outputs:
-                    outputs[key] = np.zeros((len(texts), matrix.shape[1]), dtype=np.float32)
-                outputs[key][idx] = matrix
+        bar = progress_bar(len(texts))
+        with contextlib.closing(run_batches(run, self.batches(texts), self.device)) as results:  # threads restored even on error
+            for idx, real, padded, pooled in results:
+                bar.update(len(idx))
+                self.stats.add(real, padded, len(idx))
+                for key, matrix in pooled.items():
+                    if key not in outputs:
+                        outputs[key] = np.zeros((len(texts), matrix.shape[1]), dtype=np.float32)
+                    outputs[key][idx] = matrix
+        bar.close()
         return outputs
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:

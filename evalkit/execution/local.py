@@ -7,12 +7,14 @@ model once whatever the number of poolings.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
 from evalkit import collector
 from evalkit.cache import EmbeddingCache
 from evalkit.encoders import Encoder, load_encoder, share_key
+from evalkit.encoders.base import device_of
 from evalkit.execution.cells import Cell, evaluate_cell, failed
 from evalkit.faults import faultpoint
 from evalkit.results.schema import CellResult
@@ -85,15 +87,19 @@ def run_group(
             status(f"loading {spec}")
             try:
                 loaded = load_encoder(spec)
-                encoders[spec] = MeteredEncoder(wrap(loaded) if wrap else loaded, device=_device(), cache=cache)
+                encoders[spec] = MeteredEncoder(wrap(loaded) if wrap else loaded, device=device_of(loaded), cache=cache)
                 faultpoint("model.loaded")
             except Exception as exc:  # a model that will not load fails its cells, not the run
                 for cell in (c for c in group if c.encoder == spec):
                     yield failed(cell, exc)
         order = _task_order(group)
-        for cell in sorted((c for c in group if c.encoder in encoders), key=lambda c: order[(c.task.name, c.split)]):
-            status(cell.label)
-            yield evaluate_cell(encoders[cell.encoder], cell)
+        ready = sorted((c for c in group if c.encoder in encoders), key=lambda c: order[(c.task.name, c.split)])
+        for _, siblings in itertools.groupby(ready, key=lambda c: (c.task.name, c.split)):
+            done = []
+            for cell in siblings:
+                status(cell.label)
+                done.append(evaluate_cell(encoders[cell.encoder], cell))
+            yield from share_throughput(done)
     finally:
         for encoder in encoders.values():
             encoder.close()
@@ -102,11 +108,29 @@ def run_group(
             collector.release()
 
 
+SHARED_FIELDS = ("encode_seconds", "sentences", "tokens", "padded_tokens", "sentences_per_second", "tokens_per_second")
+
+
+def share_throughput(results: Sequence[CellResult]) -> list[CellResult]:
+    """Give the cells served by a sibling's forward pass that pass's speed (it cost them the same), marked as shared.
+
+    Without this the model's own recipe (mean pooling, read from the pass a sibling
+    triggered) would have no throughput and drop out of the quality-vs-speed plot.
+    """
+    measured = next((r for r in results if r.ok and (r.throughput or {}).get("sentences_per_second")), None)
+    if measured is None:
+        return list(results)
+    out = []
+    for result in results:
+        speed = dict(result.throughput or {})
+        if result.ok and result is not measured and speed.get("shared_forward_pass") and not speed.get("sentences_per_second"):
+            speed.update({key: measured.throughput.get(key) for key in SHARED_FIELDS})
+            speed["shared_with"] = measured.encoder
+            result = result.replace(throughput=speed)
+        out.append(result)
+    return out
+
+
 def _task_order(group: Sequence[Cell]) -> dict[tuple[str, str], int]:
     """Task-major inside a sharing group, so siblings read each other's forward pass at once."""
     return {key: i for i, key in enumerate(dict.fromkeys((c.task.name, c.split) for c in group))}
-
-
-def _device() -> str:
-    torch = sys.modules.get("torch")
-    return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"

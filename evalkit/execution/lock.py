@@ -9,20 +9,28 @@ clean-up. The file records who holds it, for the message the second run prints.
 
 ``flock`` is node-local on most network file systems: on a cluster, only the driver
 writes results (the Ray executor returns results to it), so that is enough.
+
+If the lock cannot be taken or its holder line cannot be written (disk full,
+read-only folder, a symlink or a FIFO where the lock file should be), the run stops
+with one line (exit 2) and removes the lock file and folder it had just created.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
 from evalkit.errors import EvalkitError
+from evalkit.faults import faultpoint
 
 LOCK_NAME = ".evalkit.lock"
 
@@ -40,29 +48,79 @@ class ResultsLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        """Take the lock, or one EvalkitError (exit 2); a failure leaves no lock file or folder that this call made."""
+        made_root = not self.root.exists()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:  # read-only, no permission, a file where the folder should be
             raise EvalkitError(f"cannot use this results folder ({exc.strerror or exc})", path=self.root) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _describe(fd)
-            os.close(fd)
-            raise ResultsBusyError(
-                f"results folder is in use by another evalkit run ({holder}); nothing was written",
-                path=self.root,
-                hint="wait for that run to finish (re-running then resumes), or write to another folder with -o",
-            ) from None
-        except OSError as exc:  # a file system without flock: say so rather than run unprotected
-            os.close(fd)
-            raise EvalkitError(f"cannot lock the results folder ({exc.strerror})", path=self.root) from None
+            self._acquire()
+        except BaseException:
+            if made_root:
+                with contextlib.suppress(OSError):
+                    self.root.rmdir()  # only if still empty
+            raise
+
+    def _acquire(self) -> None:
+        while True:
+            fd, created = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _describe(fd)
+                os.close(fd)
+                raise ResultsBusyError(
+                    f"results folder is in use by another evalkit run ({holder}); nothing was written",
+                    path=self.root,
+                    hint="wait for that run to finish (re-running then resumes), or write to another folder with -o",
+                ) from None
+            except OSError as exc:  # a file system without flock: say so rather than run unprotected
+                self._discard(fd, created)
+                raise EvalkitError(f"cannot lock the results folder ({exc.strerror})", path=self.root) from None
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # the file we locked was removed (a run that failed to write it): lock the new one
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(UTC).isoformat(timespec="seconds")}
         info["command"] = " ".join(sys.argv[:1] + sys.argv[1:])[:500]
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        try:
+            faultpoint("lock.write")
+            os.ftruncate(fd, 0)
+            data = (json.dumps(info) + "\n").encode("utf-8", "backslashreplace")
+            if os.pwrite(fd, data, 0) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as exc:  # disk full, quota, read-only remount: nothing could be written anyway
+            self._discard(fd, created)
+            raise EvalkitError(
+                f"cannot write to the results folder ({exc.strerror or exc}); nothing was written",
+                path=self.root,
+                hint="free some space or write to another folder with -o",
+            ) from None
         self._fd = fd
+
+    def _open(self) -> tuple[int, bool]:
+        """The lock file's descriptor, and whether this call created it; only a regular file, never through a symlink."""
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            try:
+                fd, created = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644), True
+            except FileExistsError:
+                fd, created = os.open(self.path, flags), False
+        except OSError as exc:  # read-only, no permission, a symlink or a folder named like the lock
+            raise EvalkitError(f"cannot use this results folder ({exc.strerror or exc})", path=self.path) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise EvalkitError("the lock file is not a regular file", path=self.path, hint="remove it; evalkit creates it")
+        return fd, created
+
+    def _discard(self, fd: int, created: bool) -> None:
+        """Give up a lock file this run could not use; remove it if this run made it (while still holding it)."""
+        if created:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -76,6 +134,16 @@ class ResultsLock:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.release()
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (another run may have removed the one it opened)."""
+    try:
+        now = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    mine = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def _describe(fd: int) -> str:

@@ -1,14 +1,30 @@
 """Text renderings of a Leaderboard: terminal, Markdown, CSV, JSON, and writing them to files.
 
-Markdown is the pull-request and README format: every value that comes from data
-(specs, task names) is escaped so a ``|`` or ``<`` in a spec cannot break the table
-or inject HTML.
+Every value that comes from data (encoder specs, task names, origins, devices, the
+title) is neutralised for the output it goes to, and numbers stay numbers:
+
+* terminal: control characters (ANSI escape sequences start with one), Unicode
+  format characters (bidirectional overrides) and line separators are shown as
+  ``\\x1b``/``\\u202e`` escapes (:func:`plain`), so a name can neither restyle the
+  terminal nor reorder what is shown;
+* Markdown, the pull-request and README format: the same, plus ``|``, ``<``, line
+  breaks and emphasis marks escaped (:func:`escape_md`), so a name cannot break
+  the table or inject HTML;
+* CSV: the same, plus a leading ``'`` on a text cell that starts with ``=``, ``+``,
+  ``-``, ``@``, tab or CR (OWASP's rule against spreadsheet formulas,
+  :func:`csv_text`); numeric cells are written as numbers;
+* JSON: control, format and C1 characters are written as ``\\uXXXX`` escapes (the
+  same data, safe to print).
+
+HTML autoescapes in its template (:mod:`evalkit.report.html`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,9 +37,46 @@ from evalkit.results.store import atomic_write
 FORMATS = ("md", "html", "csv", "json")
 
 
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _json_escaped(char: str) -> str:
+    """``char`` as JSON ``\\uXXXX`` escapes (a UTF-16 surrogate pair above U+FFFF)."""
+    units = char.encode("utf-16-be")
+    return "".join(f"\\u{int.from_bytes(units[i : i + 2], 'big'):04x}" for i in range(0, len(units), 2))
+
+
+def _unsafe(char: str) -> bool:
+    return bool(_UNSAFE.match(char)) or unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp", "Cs"}
+
+
+def plain(text: object) -> str:
+    """``text`` with every control, format (bidi) and separator character written as a visible escape.
+
+    Injective on text without backslashes, and printable on any terminal: an ANSI
+    sequence ``ESC[31m`` in a task name shows as ``\\x1b[31m``.
+    """
+    value = str(text)
+    if value.isprintable() and value.isascii():
+        return value
+    return "".join(_escaped(c) if _unsafe(c) else c for c in value)
+
+
+def csv_text(text: object) -> str:
+    """A text cell for a CSV file: :func:`plain`, and a leading ``'`` where a spreadsheet would see a formula."""
+    value = plain(text)
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
 def escape_md(text: str) -> str:
-    """Make data safe inside a Markdown table cell (pipes, HTML, line breaks, emphasis and code marks)."""
-    out = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    """Make data safe inside a Markdown table cell (controls, pipes, HTML, line breaks, emphasis and code marks)."""
+    out = plain(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
     for char in "*_`[]":
         out = out.replace(char, "\\" + char)
     return " ".join(out.split())
@@ -31,7 +84,7 @@ def escape_md(text: str) -> str:
 
 def code_md(text: object) -> str:
     """Inline code outside tables (a backtick in data would end the span early)."""
-    return "`" + " ".join(str(text).replace("`", "'").split()) + "`"
+    return "`" + " ".join(plain(text).replace("`", "'").split()) + "`"
 
 
 def fmt_p(p: float | None, n_boot: int) -> str:
@@ -144,13 +197,11 @@ def render_terminal(board: Leaderboard) -> str:
 
     if board.empty:
         return "(no results)"
-    head = headers(board)
+    head = [plain(h) for h in headers(board)]
+    body = [[plain(c) for c in r] for r in rows(board, "pm")]
     if not board.ranked:
-        head = head[1:]
-        body = [r[1:] for r in rows(board, "pm")]
-    else:
-        body = rows(board, "pm")
-    return str(tabulate(body, headers=head, tablefmt="github", stralign="right"))
+        head, body = head[1:], [r[1:] for r in body]
+    return str(tabulate(body, headers=head, tablefmt="github", stralign="right", disable_numparse=True))
 
 
 def render_csv(board: Leaderboard) -> str:
@@ -164,6 +215,10 @@ def render_csv(board: Leaderboard) -> str:
         frame[f"{column} high"] = board.high[column]
     for column in board.throughput.columns:
         frame[column] = board.throughput[column]
+    for column in ("origin", "device"):  # the text columns; every other column is numeric
+        frame[column] = [None if v is None or v is pd.NA else csv_text(v) for v in frame[column]]
+    frame.index = pd.Index([csv_text(e) for e in frame.index])
+    frame.columns = [csv_text(c) for c in frame.columns]
     return frame.to_csv(float_format="%.4f", index_label="encoder")
 
 
@@ -211,7 +266,11 @@ def as_dict(board: Leaderboard) -> dict[str, Any]:
 
 
 def render_json(board: Leaderboard) -> str:
-    return json.dumps(as_dict(board), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    """JSON of :func:`as_dict`; characters a terminal would act on are ``\\uXXXX`` escapes (same data)."""
+    text = json.dumps(as_dict(board), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return "".join(_json_escaped(c) if c not in "\n " and _unsafe(c) else c for c in text)
 
 
 def render(board: Leaderboard, fmt_name: str, title: str = "evalkit leaderboard") -> str:

@@ -1,15 +1,17 @@
-"""The HTML report: one self-contained file (inline CSS, figures as data: URIs, no script).
+"""The HTML report: one self-contained file (inline CSS, figures as data: URIs, no script), from a Jinja2 template.
 
 A Content-Security-Policy forbids every network fetch, so the page looks the same
-offline, attached to a CI run or mailed around; every text that comes from data
-(specs, task names, errors) goes through ``html.escape``.
+offline, attached to a CI run or mailed around. The template environment autoescapes
+every value, so a spec, task name or error from data can never become markup.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any
 
 import pandas as pd
 
@@ -18,91 +20,85 @@ from evalkit.report.plots import FIGURES
 from evalkit.report.table import Leaderboard
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
-p.note{color:#555;font-size:.9em;max-width:60em}
-table{border-collapse:collapse;font-size:.85em;margin:1em 0}
-th,td{border-bottom:1px solid #ddd;padding:.35em .6em;text-align:right;white-space:nowrap}
-th{background:#f4f4f4;position:sticky;top:0}
-td.text,th.text{text-align:left}
-tr.imported td{color:#7a5a00;background:#fffbea}
-td.rank{font-weight:600}
-figure{margin:1.5em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{color:#555;font-size:.85em}
-.pos{color:#1a7f37}.neg{color:#c0392b}
-"""
+TEXT_COLUMNS = ("encoder", "origin")
 
 
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+@cache
+def _template() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("evalkit.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template("report.html.j2")
 
 
-def table_html(board: Leaderboard) -> str:
-    head = headers(board)
-    text = {"encoder", "origin"}
-    out = ["<table id='leaderboard'><thead><tr>"]
-    out += [f"<th class='{'text' if h in text else 'num'}'>{_e(h)}</th>" for h in head]
-    out.append("</tr></thead><tbody>")
+def _style() -> str:
+    return resources.files("evalkit.report").joinpath("templates/report.css").read_text(encoding="utf-8")
+
+
+def leaderboard_rows(board: Leaderboard) -> list[dict[str, Any]]:
+    rows = []
     for encoder in board.encoders:
-        imported = board.origin[encoder] != "evalkit"
         rank = board.rank[encoder]
-        cells = [f"<td class='rank'>{'–' if pd.isna(rank) else int(rank)}</td>", f"<td class='text'>{_e(encoder)}</td>"]
-        if board.imported:
-            cells.append(f"<td class='text'>{_e(board.origin[encoder])}</td>")
-        cells += [f"<td>{_e(fmt_cell(board, encoder, c))}</td>" for c in [*board.tasks, *board.aggregates]]
         tp = board.throughput.loc[encoder]
-        cells += [f"<td>{_e(fmt_rate(tp[k]))}</td>" for k in ("sentences_per_second", "tokens_per_second", "peak_memory_mb")]
-        out.append(f"<tr class='{'imported' if imported else 'evalkit'}'>" + "".join(cells) + "</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
-
-
-def baseline_html(board: Leaderboard) -> str:
-    if not board.baseline:
-        return ""
-    out = [
-        "<h2>Compared with the baseline</h2>",
-        f"<p class='note'>Δ = this − baseline in points, with its paired {board.config.level:.0%} bootstrap interval "
-        "and two-sided p-value.</p>",
-        "<table id='baseline'><thead><tr><th class='text'>encoder</th><th class='text'>baseline encoder</th><th class='text'>task</th>"
-        "<th>baseline</th><th>this</th><th>Δ</th><th>Δ interval</th><th>p</th></tr></thead><tbody>",
-    ]
-    for r in board.baseline:
-        interval = "–" if r.low is None or r.high is None else f"[{r.low:+.2f}, {r.high:+.2f}]"
-        sign = "pos" if r.delta > 0 else "neg" if r.delta < 0 else ""
-        p = fmt_p(r.p_value, board.config.n_boot)
-        out.append(
-            f"<tr><td class='text'>{_e(r.encoder)}</td><td class='text'>{_e(r.baseline_encoder)}</td><td class='text'>{_e(r.task)}</td>"
-            f"<td>{r.baseline:.2f}</td><td>{r.candidate:.2f}</td><td class='{sign}'>{r.delta:+.2f}</td>"
-            f"<td>{_e(interval)}</td><td>{_e(p)}</td></tr>"
+        rows.append(
+            {
+                "rank": "–" if pd.isna(rank) else int(rank),
+                "encoder": encoder,
+                "origin": board.origin[encoder],
+                "imported": board.origin[encoder] != "evalkit",
+                "cells": [fmt_cell(board, encoder, c) for c in [*board.tasks, *board.aggregates]]
+                + [fmt_rate(tp[k]) for k in ("sentences_per_second", "tokens_per_second", "peak_memory_mb")],
+            }
         )
-    out.append("</tbody></table>")
-    return "".join(out)
+    return rows
 
 
-def figures_html(board: Leaderboard) -> str:
+def baseline_rows(board: Leaderboard) -> list[dict[str, Any]]:
+    return [
+        {
+            "encoder": r.encoder,
+            "baseline_encoder": r.baseline_encoder,
+            "task": r.task,
+            "baseline": f"{r.baseline:.2f}",
+            "candidate": f"{r.candidate:.2f}",
+            "delta": f"{r.delta:+.2f}",
+            "sign": "pos" if r.delta > 0 else "neg" if r.delta < 0 else "",
+            "interval": "–" if r.low is None or r.high is None else f"[{r.low:+.2f}, {r.high:+.2f}]",
+            "p": fmt_p(r.p_value, board.config.n_boot),
+        }
+        for r in board.baseline
+    ]
+
+
+def figures(board: Leaderboard) -> list[dict[str, str]]:
     out = []
     for name, caption, draw in FIGURES:
         png = draw(board)
-        if png is None:
-            continue
-        data = base64.b64encode(png).decode("ascii")
-        out.append(
-            f"<figure id='fig-{name}'><img class='plot' alt='{_e(caption)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{_e(caption)}</figcaption></figure>"
-        )
-    return "".join(out)
+        if png is not None:
+            out.append({"name": name, "caption": caption, "data": base64.b64encode(png).decode("ascii")})
+    return out
 
 
 def render_html(board: Leaderboard, title: str = "evalkit leaderboard") -> str:
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    body = "<p>(no results)</p>" if board.empty else table_html(board) + baseline_html(board) + "<h2>Figures</h2>" + figures_html(board)
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
-        f"<h1>{_e(title)}</h1><p class='note'>{_e(note(board))}</p>"
-        f"{body}<p class='note'>Generated by evalkit, {stamp}.</p></body></html>\n"
+    empty = board.empty
+    return str(
+        _template().render(
+            csp=CSP,
+            style=_style(),
+            title=title,
+            note=note(board),
+            headers=headers(board) if not empty else [],
+            text_columns=TEXT_COLUMNS,
+            imported=board.imported if not empty else False,
+            rows=[] if empty else leaderboard_rows(board),
+            baseline=[] if empty else baseline_rows(board),
+            level=f"{board.config.level:.0%}",
+            figures=[] if empty else figures(board),
+            stamp=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        )
     )

@@ -18,14 +18,19 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from evalkit.errors import DataError
+from pydantic import AfterValidator, ConfigDict, Field
+
+from evalkit.data import read_json_file
+from evalkit.errors import DataError, EvalkitError
 from evalkit.results.schema import CellResult, config_hash
 from evalkit.results.store import atomic_write
+from evalkit.schemas.base import Finite, Name, Schema, Text, parse
 from evalkit.spec import EncoderSpec
 
 ORIGIN = "mteb-import"
@@ -125,15 +130,74 @@ def _revision(result: CellResult) -> str:
 
 # --- import --------------------------------------------------------------------------------------
 
+MAX_MTEB_FILE_BYTES = 64 << 20
+"""An MTEB result file is a few KiB (a few hundred KiB for many languages)."""
+MAX_NAME = 200
+"""Longest task or model name accepted from a file (names become file names)."""
+EPOCH_MAX = 253402300799
+"""``date`` as a Unix time must fall in years 1970..9999 (what a datetime can hold)."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _no_controls(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+MtebName = Annotated[Name, AfterValidator(_no_controls), Field(max_length=MAX_NAME)]
+
+
+def _iso_date(value: Any) -> str | None:
+    """MTEB's ``date`` (a Unix time; some tools write ISO text) as ISO 8601 UTC; anything else is refused."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not 0 <= value <= EPOCH_MAX:  # NaN fails this too
+            raise ValueError(f"must be a Unix time from 1970 to 9999, got {value!r:.40}")
+        return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat(timespec="seconds")
+    raise ValueError(f"must be a Unix time or an ISO 8601 date, got {type(value).__name__} {str(value)[:40]!r}")
+
+
+class _Lenient(Schema):
+    """MTEB's files carry more keys than evalkit reads (and add some in new versions): those are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class MtebTaskResult(_Lenient):
+    """The part of an MTEB ``TaskResult`` file that import reads; everything else is ignored, not trusted."""
+
+    task_name: MtebName
+    scores: dict[Text, Any]
+    dataset_revision: Text | None = None
+    mteb_version: Text | None = None
+    evaluation_time: Annotated[Finite, Field(ge=0)] | None = None
+    date: Annotated[Any, AfterValidator(_iso_date)] = None
+
+
+class MtebModelMeta(_Lenient):
+    """``model_meta.json`` beside the task files: the model's name and revision."""
+
+    name: Annotated[Text, AfterValidator(_no_controls), Field(max_length=MAX_NAME)] | None = None
+    revision: Annotated[Text, AfterValidator(_no_controls), Field(max_length=MAX_NAME)] | None = None
+
 
 def result_files(paths: Iterable[Path]) -> list[Path]:
     """MTEB task result files under the given files or folders (``model_meta.json`` is not one)."""
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*.json") if p.name != "model_meta.json")
-        elif path.is_file():
-            files.append(path)
+            files += sorted(p for p in path.rglob("*.json") if p.name != "model_meta.json" and not p.is_dir())
+        elif path.exists():
+            files.append(path)  # a FIFO or a device is refused when read, with its own message
         else:
             raise DataError("no such file or folder", path=path)
     if not files:
@@ -143,25 +207,40 @@ def result_files(paths: Iterable[Path]) -> list[Path]:
 
 def _model_from_path(path: Path) -> tuple[str, str]:
     """``<model as path>/<revision>/<Task>.json`` → (model name, revision); model_meta.json wins when present."""
-    meta = path.parent / "model_meta.json"
-    if meta.is_file():
-        try:
-            data = json.loads(meta.read_text(encoding="utf-8"))
-            if isinstance(data.get("name"), str) and data["name"]:
-                return data["name"], str(data.get("revision") or NO_REVISION)
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            pass
+    meta_path = path.parent / "model_meta.json"
+    if meta_path.exists():
+        meta = parse(MtebModelMeta, _read_json(meta_path, "MTEB model_meta"), path=meta_path)
+        if meta.name and meta.name.strip():
+            return meta.name, meta.revision or NO_REVISION
     if path.parent.parent != path.parent and path.parent.parent.name:
         return path.parent.parent.name.replace("__", "/"), path.parent.name
     return path.parent.name.replace("__", "/") or "unknown", NO_REVISION
 
 
-def _numbers(entry: dict[str, Any]) -> dict[str, float]:
-    """The numeric scores of a subset entry (MTEB also stores lists, e.g. ``"pearson": [r, p]``, and metadata)."""
+def _read_json(path: Path, kind: str) -> Any:
+    """A JSON object from a regular, bounded, UTF-8 file; NaN is allowed here and refused field by field."""
+    data = read_json_file(path, kind, max_bytes=MAX_MTEB_FILE_BYTES, finite=False)
+    if not isinstance(data, dict):
+        raise DataError(f"{kind} file must be a JSON object, got {type(data).__name__}", path=path)
+    return data
+
+
+def _numbers(entry: dict[str, Any], path: Path, where: str) -> dict[str, float]:
+    """The numeric scores of a subset entry (MTEB also stores lists, e.g. ``"pearson": [r, p]``, and metadata).
+
+    A non-finite score is refused, not dropped: a NaN ``main_score`` or metric is a
+    broken evaluation, and importing the rest would pass for a complete one.
+    """
     out = {}
     for key, value in entry.items():
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            out[key] = float(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except OverflowError:  # an integer of 400 digits
+                number = math.inf
+            if not math.isfinite(number):
+                raise DataError(f"is not a finite number, got {value!r:.30}", path=path, field=f"{where}.{key}")
+            out[key] = number
     return out
 
 
@@ -183,38 +262,38 @@ def _evalkit_task(name: str) -> tuple[str, str, str] | None:
 
 def read_mteb_file(path: Path, *, split: str = "test", subset: str | None = None, all_tasks: bool = False) -> CellResult | None:
     """One MTEB result file as a CellResult (None: a task evalkit does not have, unless ``all_tasks``)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"MTEB result file is not valid JSON ({exc.msg})", path=path, line=exc.lineno) from None
-    except UnicodeDecodeError:
-        raise DataError("MTEB result file is not UTF-8 text", path=path) from None
-    if not isinstance(data, dict) or not isinstance(data.get("task_name"), str) or not isinstance(data.get("scores"), dict):
-        hint = "files from mteb < 1.11 use another layout; load them with mteb and save them again" if "mteb_dataset_name" in data else None
+    raw = _read_json(path, "MTEB result")
+    if not isinstance(raw.get("task_name"), str) or not isinstance(raw.get("scores"), dict):
+        hint = "files from mteb < 1.11 use another layout; load them with mteb and save them again" if "mteb_dataset_name" in raw else None
         raise DataError("not an MTEB TaskResult (needs task_name and scores)", path=path, hint=hint)
-    task_name = data["task_name"]
+    data = parse(MtebTaskResult, raw, path=path)
+    task_name = data.task_name
     known = _evalkit_task(task_name)
     if known is None and not all_tasks:
         return None
-    if split not in data["scores"]:
-        raise DataError(f"has no '{split}' split; it has: {', '.join(data['scores'])}", path=path, field="scores")
-    entries = data["scores"][split]
+    if split not in data.scores:
+        splits = ", ".join(repr(s)[1:-1] for s in list(data.scores)[:20])
+        raise DataError(f"has no '{split}' split; it has: {splits or 'none'}", path=path, field="scores")
+    entries = data.scores[split]
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
         raise DataError("must be a non-empty list of score objects", path=path, field=f"scores.{split}")
+    indexed = list(enumerate(entries))
     if subset is not None:
-        entries = [e for e in entries if e.get("hf_subset") == subset]
-        if not entries:
+        indexed = [(i, e) for i, e in indexed if e.get("hf_subset") == subset]
+        if not indexed:
             raise DataError(f"has no hf_subset '{subset}'", path=path, field=f"scores.{split}")
-    elif len(entries) > 1:
-        chosen = preferred_subset([str(e.get("hf_subset")) for e in entries])
-        entries = [e for e in entries if chosen is None or e.get("hf_subset") == chosen]
-    numbers = [_numbers(e) for e in entries]
-    if not all("main_score" in n for n in numbers):
-        raise DataError("a score object has no numeric main_score", path=path, field=f"scores.{split}")
+    elif len(indexed) > 1:
+        chosen = preferred_subset([str(e.get("hf_subset")) for _, e in indexed])
+        indexed = [(i, e) for i, e in indexed if chosen is None or e.get("hf_subset") == chosen]
+    numbers = [_numbers(e, path, f"scores.{split}.{i}") for i, e in indexed]
+    missing = next((i for (i, _), n in zip(indexed, numbers, strict=True) if "main_score" not in n), None)
+    if missing is not None:
+        raise DataError("a score object has no numeric main_score", path=path, field=f"scores.{split}.{missing}")
     # several subsets (languages): their mean, as MTEB's own get_score does
     keys = set.intersection(*(set(n) for n in numbers))
-    scores = {k: sum(n[k] for n in numbers) / len(numbers) for k in sorted(keys)}
+    scores = {k: math.fsum(n[k] for n in numbers) / len(numbers) for k in sorted(keys)}
+    if not all(math.isfinite(v) for v in scores.values()):  # a mean of huge finite values can overflow
+        raise DataError("scores are too large to average", path=path, field=f"scores.{split}")
     if known is not None:
         task, task_type, metric = known
     else:
@@ -226,43 +305,43 @@ def read_mteb_file(path: Path, *, split: str = "test", subset: str | None = None
         metric = "main_score"
     model, revision = _model_from_path(path)
     short = revision[:10] if revision and revision != NO_REVISION else ""
-    model = "".join("_" if c in "?&=#" or c.isspace() else c for c in model)  # a model name, not spec options
+    short = "".join(c for c in short if c.isalnum() or c in "-_.")
+    model = "".join("_" if c in "?&=#%" or c.isspace() or not c.isprintable() else c for c in model)  # a model name, not spec options
     encoder = f"{BACKEND}:{model}" + (f"?revision={short}" if short else "")
-    return CellResult(
-        encoder=str(EncoderSpec.parse(encoder)),
-        task=task,
-        task_type=task_type,
-        split=split,
-        main_metric=metric,
-        main_score=scores[metric],
-        scores=scores,
-        config_hash=config_hash({"mteb_file": text}),
-        created_at=_date(data.get("date")),
-        origin=ORIGIN,
-        details={
-            "source": str(path),
-            "mteb_task": task_name,
-            "mteb_version": data.get("mteb_version"),
-            "dataset_revision": data.get("dataset_revision"),
-            "model_revision": revision,
-            "hf_subsets": [e.get("hf_subset") for e in entries],
-        },
-        throughput={"evaluation_seconds": data["evaluation_time"]} if isinstance(data.get("evaluation_time"), int | float) else {},
-    )
-
-
-def _date(value: Any) -> str:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
-    if isinstance(value, str) and value:
-        return value
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    try:
+        spec = str(EncoderSpec.parse(encoder))
+    except EvalkitError as exc:
+        raise DataError(f"the model name {model!r:.80} does not make an encoder spec ({exc.message})", path=path) from None
+    try:
+        return CellResult(
+            encoder=spec,
+            task=task,
+            task_type=task_type,
+            split=split,
+            main_metric=metric,
+            main_score=scores[metric],
+            scores=scores,
+            config_hash=config_hash({"mteb_file": json.dumps(raw, sort_keys=True, default=str)}),
+            created_at=data.date or datetime.now(UTC).isoformat(timespec="seconds"),
+            origin=ORIGIN,
+            details={
+                "source": str(path),
+                "mteb_task": task_name,
+                "mteb_version": data.mteb_version,
+                "dataset_revision": data.dataset_revision,
+                "model_revision": revision,
+                "hf_subsets": [e.get("hf_subset") if isinstance(e.get("hf_subset"), str) else None for _, e in indexed],
+            },
+            throughput={} if data.evaluation_time is None else {"evaluation_seconds": data.evaluation_time},
+        )
+    except EvalkitError as exc:
+        raise DataError(exc.message, path=path, field=exc.field, hint=exc.hint) from None
 
 
 def import_files(
     paths: Sequence[Path], *, split: str = "test", subset: str | None = None, all_tasks: bool = False
 ) -> tuple[list[CellResult], list[Path]]:
-    """Imported cells, and the files skipped because evalkit has no such task."""
+    """Imported cells, and the files skipped because evalkit has no such task; every file is read before any is written."""
     imported, skipped = [], []
     for path in result_files(paths):
         result = read_mteb_file(path, split=split, subset=subset, all_tasks=all_tasks)

@@ -14,10 +14,12 @@ from pathlib import Path
 
 from evalkit.errors import DataError
 from evalkit.results.schema import CellResult
+from evalkit.results.store import check_placement
 
 
 def result_files(root: Path) -> list[Path]:
-    return sorted(p for p in Path(root).glob("*/*.json") if not p.name.startswith(".") and p.is_file())
+    # Not only regular files: a directory or a symlink to a device named like a cell is refused when read, not skipped.
+    return sorted(p for p in Path(root).glob("*/*.json") if not p.name.startswith(".") and p.parent.is_dir())
 
 
 def load_results(root: Path | str, *, what: str = "results") -> list[CellResult]:
@@ -31,6 +33,8 @@ def load_results(root: Path | str, *, what: str = "results") -> list[CellResult]
             f"{what} folder holds no result files", path=root, hint="expected ROOT/<encoder>/<task>.<split>.json from `evalkit run -o ROOT`"
         )
     results = [CellResult.read(path) for path in files]
+    for result, path in zip(results, files, strict=True):
+        check_placement(result, path)  # a file copied into another cell's place is refused, not attributed
     check_unique(results, files)
     return results
 

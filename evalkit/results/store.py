@@ -3,19 +3,49 @@
 Files are written atomically (temporary file in the same folder, fsync, rename,
 fsync of the folder), so a reader or a killed run never sees half a file; a cell
 whose file exists and validates with the same configuration hash is done.
+
+A cell's identity (canonical encoder spec, task name, split) maps to one path,
+``ROOT/<encoder slug>/<task>.<split>.json``, and the mapping is injective and stays
+inside ROOT:
+
+* the encoder folder is :meth:`EncoderSpec.slug` (ASCII, never a leading dot, with a
+  digest of the canonical spec; a digest collision is refused, not merged);
+* task and split keep ``A-Z a-z 0-9 _ -`` (the task also ``.``, except first) and
+  write every other character as ``%XX`` escapes of its UTF-8 bytes, so ``My Task`` is
+  ``My%20Task`` and ``My_Task`` stays itself, ``../x`` or ``/etc`` as a split is
+  ``%2E%2E%2Fx`` / ``%2Fetc``, and names like ``STSBenchmark``, ``SICK-R``, ``test``
+  are unchanged. An escaped part over 100 bytes is cut to 80 plus ``~`` and a digest,
+  so file names stay far below 255 bytes.
+
+File names are case-sensitive (Linux); two cells of one run whose paths differ only in
+case are refused anyway (:meth:`ResultStore.check_identities`), so a results folder
+can be copied to a case-insensitive file system. Every path the store writes is one
+that :meth:`ResultStore.files` and the report/gate reader see, and a file read back
+must sit at the path of the identity it holds (:func:`check_placement`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import string
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Protocol, TypeVar
 
-from evalkit.errors import DataError
+from evalkit.errors import DataError, EvalkitError
 from evalkit.faults import faultpoint
 from evalkit.results.schema import CellResult
 from evalkit.spec import EncoderSpec
+
+Identity = tuple[str, str, str]
+"""(canonical encoder spec, task name, split): what a result file is the result of."""
+
+PART_MAX = 100  # bytes of one escaped task or split before it is shortened
+_KEEP = frozenset(string.ascii_letters + string.digits + "_-")
+_CUT_ESCAPE = re.compile(r"%[0-9A-F]?\Z")
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -51,19 +81,151 @@ def _umask() -> int:
     return mask
 
 
+def _escape_part(text: str, *, dots: bool) -> str:
+    """``text`` as one injective, safe piece of a file name (see the module docstring)."""
+    out = []
+    for i, char in enumerate(text):
+        if char in _KEEP or (dots and char == "." and i > 0):
+            out.append(char)
+        else:
+            out.append("".join(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass")))
+    escaped = "".join(out)
+    if len(escaped) > PART_MAX:  # '~' is escaped everywhere else, so a cut name never equals a whole one
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+        escaped = f"{_CUT_ESCAPE.sub('', escaped[:80])}~{digest}"
+    return escaped
+
+
+def file_name(task: str, split: str) -> str:
+    """``<task>.<split>.json``; the split holds no '.', so the last one before ``.json`` separates them."""
+    for what, value in (("task name", task), ("split", split)):
+        if not isinstance(value, str) or not value:
+            raise DataError(f"a result needs a non-empty {what}, got {value!r}", field="split" if what == "split" else "task")
+    return f"{_escape_part(task, dots=True)}.{_escape_part(split, dots=False)}.json"
+
+
+def identity(encoder: str, task: str, split: str) -> Identity:
+    """The identity a result path is a function of (the encoder in its canonical form)."""
+    return (str(EncoderSpec.parse(encoder)), task, split)
+
+
+def identity_of(result: CellResult) -> Identity | None:
+    """A stored result's identity, or None if its encoder is not a spec."""
+    try:
+        return identity(result.encoder, result.task, result.split)
+    except EvalkitError:
+        return None
+
+
+def show(ident: Identity) -> str:
+    """An identity as one printable line (names from a file may hold anything)."""
+    encoder, task, split = (repr(part)[1:-1] if isinstance(part, str) else repr(part) for part in ident)
+    return f"{encoder} × {task}/{split}"
+
+
+def _legacy_slug(encoder: str) -> str:
+    """The encoder folder evalkit wrote before canonical specs escaped only what they must."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in encoder)
+    return f"{safe[:80]}-{hashlib.sha1(encoder.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+
+
+def _legacy_name(task: str, split: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in task)
+    return f"{safe}.{split}.json"
+
+
+def check_placement(result: CellResult, path: Path) -> None:
+    """DataError unless ``path`` is where the store puts ``result`` (or where earlier evalkit versions did).
+
+    A file copied or renamed into another cell's place is refused, not attributed to
+    whatever its folder suggests, and not left for a later run to overwrite.
+    """
+    path = Path(path)
+    ident = identity_of(result)
+    if ident is None:
+        raise DataError(f"result file names encoder {result.encoder!r}, which is not an encoder spec", path=path, field="encoder")
+    try:
+        expected = Path(EncoderSpec.parse(ident[0]).slug()) / file_name(result.task, result.split)
+    except EvalkitError as exc:
+        raise DataError(exc.message, path=path, field=exc.field) from None
+    if path.parent.name == expected.parent.name and path.name == expected.name:
+        return
+    legacy = ({_legacy_slug(result.encoder), expected.parent.name}, {_legacy_name(result.task, result.split), expected.name})
+    if path.parent.name in legacy[0] and path.name in legacy[1]:
+        return
+    raise DataError(
+        f"holds the result of {show(ident)}, whose file is {expected}, not {Path(path.parent.name) / path.name}",
+        path=path,
+        hint="a result file copied or renamed by hand is not attributed; move it back, or re-run the cell",
+    )
+
+
+class CellLike(Protocol):
+    """What :meth:`ResultStore.check_identities` needs of a cell (``evalkit.execution.Cell``)."""
+
+    @property
+    def encoder(self) -> EncoderSpec: ...
+
+    @property
+    def split(self) -> str: ...
+
+    @property
+    def task(self) -> TaskLike: ...
+
+
+class TaskLike(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def source(self) -> Path | None: ...
+
+
+C = TypeVar("C", bound=CellLike)
+
+
 class ResultStore:
     """``ROOT/<encoder slug>/<task>.<split>.json``; readers only see whole files."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self._read_memo: dict[tuple[str, int, int, int], CellResult] = {}
+
+    def relative_path(self, encoder: str, task: str, split: str) -> Path:
+        return Path(EncoderSpec.parse(encoder).slug()) / file_name(task, split)
 
     def path_for(self, encoder: str, task: str, split: str) -> Path:
-        slug = EncoderSpec.parse(encoder).slug()
-        safe_task = "".join(c if c.isalnum() or c in "-_." else "_" for c in task)
-        return self.root / slug / f"{safe_task}.{split}.json"
+        """The one file of this cell: injective in (canonical encoder, task, split), always inside ROOT."""
+        return self.root / self.relative_path(encoder, task, split)
+
+    def _read(self, path: Path) -> CellResult | None:
+        """The result in ``path`` if it is a readable, valid regular file (memoised per inode, size and mtime)."""
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        if not path.is_file():
+            return None
+        key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if key in self._read_memo:
+            return self._read_memo[key]
+        try:
+            result = CellResult.read(path)
+        except (EvalkitError, OSError, RecursionError, ValueError):
+            return None
+        self._read_memo[key] = result
+        return result
 
     def write(self, result: CellResult) -> Path:
         path = self.path_for(result.encoder, result.task, result.split)
+        existing = self._read(path)
+        if existing is not None and identity_of(existing) != identity_of(result):  # never overwrite another cell
+            raise DataError(
+                f"holds the result of {show(identity_of(existing) or (existing.encoder, existing.task, existing.split))}; "
+                f"refusing to overwrite it with {show(identity_of(result) or (result.encoder, result.task, result.split))}",
+                path=path,
+                hint="move that file where it belongs, or write to another results folder",
+            )
         try:
             atomic_write(path, result.to_json())
         except OSError as exc:  # disk full, quota, read-only: the run stops; finished cells stay whole
@@ -73,6 +235,44 @@ class ResultStore:
                 hint="free space or fix permissions, then re-run the same command to resume",
             ) from None
         return path
+
+    def check_identities(self, cells: Sequence[C]) -> list[C]:
+        """The distinct cells, after refusing (before any model loads) any two that would share a file.
+
+        Two task files with one ``name``, two task names equal but for case, two encoder
+        specs whose folders collide, and a result file in a cell's place that holds
+        another cell all stop the run with one line naming both sides. The same cell
+        listed twice (``-t X -t X``) is run once.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise DataError("the results folder is not a folder", path=self.root, hint="pass -o a folder; it is created if missing")
+        seen: dict[str, C] = {}
+        unique: list[C] = []
+        for cell in cells:
+            rel = self.relative_path(str(cell.encoder), cell.task.name, cell.split)
+            first = seen.setdefault(str(rel).casefold(), cell)
+            if first is cell:
+                unique.append(cell)
+            elif not _same_cell(first, cell):
+                raise _clash(first, cell, rel)
+        for cell in unique:
+            self._check_place(cell)
+        return unique
+
+    def _check_place(self, cell: CellLike) -> None:
+        path = self.path_for(str(cell.encoder), cell.task.name, cell.split)
+        if path.parent.exists() and not path.parent.is_dir():
+            raise DataError("is not a folder, but the results of an encoder go in it", path=path.parent, hint="move it away")
+        if path.is_dir():
+            raise DataError(f"is a folder, but the result file of {show(_ident(cell))} goes there", path=path, hint="move it away")
+        existing = self._read(path)
+        if existing is not None and identity_of(existing) != _ident(cell):
+            other = identity_of(existing) or (existing.encoder, existing.task, existing.split)
+            raise DataError(
+                f"holds the result of {show(other)}; running {show(_ident(cell))} would overwrite it",
+                path=path,
+                hint="move that file where it belongs, delete it, or write to another results folder (-o)",
+            )
 
     def sweep_temporary(self) -> list[Path]:
         """Delete temporary files a killed run left behind (call only while holding the folder lock)."""
@@ -84,28 +284,63 @@ class ResultStore:
         return stale
 
     def get(self, encoder: str, task: str, split: str) -> CellResult | None:
-        """The stored result for a cell, or None if absent or unreadable (it will be redone)."""
-        path = self.path_for(encoder, task, split)
-        if not path.exists():
+        """The stored result for a cell, or None if absent, unreadable or another cell's (it will be redone)."""
+        result = self._read(self.path_for(encoder, task, split))
+        if result is None or identity_of(result) != identity(encoder, task, split):
             return None
-        try:
-            return CellResult.read(path)
-        except DataError:
-            return None
+        return result
 
     def files(self) -> list[Path]:
         if not self.root.exists():
             return []
         # Cells live exactly one level down (ROOT/<encoder>/<task>.<split>.json); reports saved
-        # beside them (leaderboard.json, MTEB exports) are not cells.
-        return sorted(p for p in self.root.glob("*/*.json") if not p.name.startswith("."))
+        # beside them (leaderboard.json, MTEB exports) are not cells. The same selection as the
+        # report/gate reader (evalkit.report.sources.result_files): what one sees, the other sees;
+        # a folder or device named like a cell is refused when read, not skipped.
+        return sorted(p for p in self.root.glob("*/*.json") if not p.name.startswith(".") and p.parent.is_dir())
 
     def __iter__(self) -> Iterator[CellResult]:
+        """Every stored result, each checked to sit at its own path (DataError naming the file otherwise)."""
         for path in self.files():
-            yield CellResult.read(path)
+            result = CellResult.read(path)
+            check_placement(result, path)
+            yield result
 
     def load_all(self, *, include_failed: bool = False) -> list[CellResult]:
         if not self.root.is_dir():
             raise DataError("results folder does not exist", path=self.root)
         results = [r for r in self if include_failed or r.ok]
         return results
+
+
+def _ident(cell: CellLike) -> Identity:
+    return (str(cell.encoder), cell.task.name, cell.split)
+
+
+def _source(cell: CellLike) -> str:
+    source = cell.task.source
+    return str(Path(source).resolve()) if source is not None else f"<task {cell.task.name}>"
+
+
+def _same_cell(a: CellLike, b: CellLike) -> bool:
+    return _ident(a) == _ident(b) and _source(a) == _source(b)
+
+
+def _clash(a: CellLike, b: CellLike, rel: Path) -> DataError:
+    """One line naming both cells that would write ``rel``."""
+    if str(a.encoder) != str(b.encoder):
+        return DataError(
+            f"encoders {str(a.encoder)!r} and {str(b.encoder)!r} would write the same result folder {rel.parent}",
+            field="--encoder",
+            hint="a digest collision; run them into separate results folders",
+        )
+    if a.task.name == b.task.name and a.split == b.split:
+        what = f"task files {_source(a)} and {_source(b)} both declare the task {a.task.name!r}"
+    else:
+        what = f"tasks {a.task.name!r}/{a.split} ({_source(a)}) and {b.task.name!r}/{b.split} ({_source(b)}) differ only in case"
+    return DataError(
+        f"{what}; their results would share {rel}",
+        path=b.task.source,
+        field="name",
+        hint="give each task its own name; names are compared case-insensitively",
+    )

@@ -138,16 +138,34 @@ def did_you_mean(key: str, allowed: Sequence[str]) -> str:
 def fields_at(model: type[BaseModel], loc: Sequence[str]) -> list[str]:
     """The field names (aliases where set) of the sub-model at ``loc`` inside ``model``."""
     current: Any = model
-    for part in loc:
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return []
         info = current.model_fields.get(part) or next((f for f in current.model_fields.values() if f.alias == part), None)
         if info is None:
             return []
+        if parts and _is_mapping(info.annotation):
+            parts.pop(0)  # a key of the mapping (``task.<name>``), not a field
         current = _model_in(info.annotation)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return [f.alias or name for name, f in current.model_fields.items()]
     return []
+
+
+def _is_mapping(annotation: Any) -> bool:
+    """``dict[str, X]``, ``list[X]`` and the like, possibly ``| None``: the next part of a loc is a key or index."""
+    import collections.abc
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin in (dict, list, tuple, collections.abc.Mapping, collections.abc.Sequence):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_mapping(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+    return False
 
 
 def _model_in(annotation: Any) -> Any:

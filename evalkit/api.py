@@ -1,0 +1,301 @@
+"""evalkit as a library: ``evaluate(encoders, tasks) -> Results``; the CLI is a thin face on this.
+
+    import evalkit
+    results = evalkit.evaluate(["hf:all-MiniLM-L6-v2?pooling=mean", my_sentence_transformer], ["STSBenchmark"])
+    results.leaderboard()             # the table `evalkit run` prints, as a DataFrame
+    results.to_pandas()               # one row per cell
+    results.compare("results/baseline", rules="rules/ci.toml")   # the gate's report
+    results.save("out/mine")          # result files that `evalkit report` / `evalkit gate` read
+
+Encoders may mix spec strings and objects (see :mod:`evalkit.encoders.objects`); tasks
+may mix names, task-file paths and :class:`~evalkit.taskspec.TaskSpec` objects. Every
+input is validated before any model loads. The call runs inside a
+:class:`~evalkit.context.RunContext`, so it leaves the process as it found it.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evalkit.context import RunContext
+from evalkit.errors import EvalkitError
+from evalkit.results.schema import CellResult
+from evalkit.spec import EncoderSpec
+from evalkit.taskspec import TaskSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from evalkit.gate import GateReport
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run will do, every input validated: encoder specs, tasks, and the objects behind ``obj:`` specs."""
+
+    specs: tuple[EncoderSpec, ...]
+    tasks: tuple[TaskSpec, ...]
+    split: str | None
+    objects: tuple[EncoderSpec, ...] = ()
+
+
+def prepare(
+    encoders: Sequence[Any] | Mapping[str, Any] | str | Any,
+    tasks: Sequence[str | Path | TaskSpec] | str | Path | TaskSpec,
+    *,
+    split: str | None = None,
+    tasks_dir: Iterable[Path] = (),
+    cache: bool = True,
+    executor: str = "local",
+) -> Plan:
+    """Parse and validate everything a run needs — specs, objects, task files, their data — before any model loads."""
+    from evalkit.encoders import check_spec, streams
+    from evalkit.encoders import objects as objs
+    from evalkit.execution.cells import check_task
+    from evalkit.taskspec import TaskIndex
+
+    if executor not in EXECUTORS:
+        raise EvalkitError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}", field="executor")
+    streams.configured()  # a malformed EVALKIT_CPU_STREAMS is exit 2 before any model loads
+    specs: list[EncoderSpec] = []
+    registered: list[EncoderSpec] = []
+    for name, value in _named(encoders):
+        if isinstance(value, str | EncoderSpec):
+            specs.append(check_spec(value))
+            continue
+        spec, why = objs.register(value, name)
+        registered.append(spec)
+        specs.append(spec)
+        if cache and why:
+            print(f"evalkit: {spec}: embedding cache off for this encoder: {why}", file=sys.stderr)
+    if registered and executor != "local":
+        for spec in registered:
+            objs.unregister(spec)
+        raise EvalkitError("in-memory models run on the local executor only", field="executor", hint="save the model and pass its folder")
+    index = TaskIndex(tasks_dir)
+    task_list = [t if isinstance(t, TaskSpec) else index.get(str(t)) for t in _as_list(tasks)]
+    if not task_list or not specs:
+        raise EvalkitError("nothing to evaluate: give at least one encoder and one task", field="tasks" if specs else "encoders")
+    for task in task_list:
+        check_task(task, split or task.split)
+    unique_specs = tuple(dict.fromkeys(specs))
+    plan = Plan(unique_specs, tuple(task_list), split, tuple(registered))
+    _check_identities(plan)
+    return plan
+
+
+def _check_identities(plan: Plan) -> None:
+    """Two cells must never write one result file (see :func:`evalkit.results.store.check_identities`)."""
+    from evalkit.execution.cells import plan as plan_cells
+    from evalkit.results import store
+
+    check = getattr(store, "check_identities", None)
+    if check is not None:
+        check(plan_cells(plan.specs, plan.tasks, plan.split))
+
+
+def evaluate(
+    encoders: Sequence[Any] | Mapping[str, Any] | str | Any,
+    tasks: Sequence[str | Path | TaskSpec] | str | Path | TaskSpec,
+    *,
+    output: str | Path | None = None,
+    split: str | None = None,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
+    executor: str = "local",
+    progress: bool = True,
+    overwrite: bool = False,
+    tasks_dir: Iterable[Path] = (),
+    address: str | None = None,
+    shard_size: int = 20_000,
+) -> Results:
+    """Score every encoder on every task; write one result file per cell into ``output`` (a temporary folder if None).
+
+    ``encoders``: spec strings (``"hf:all-MiniLM-L6-v2?pooling=cls"``), objects with
+    ``encode(list[str])`` (a ``SentenceTransformer`` included), ``from_transformers(model,
+    tokenizer, pooling=...)`` descriptions, or a ``{name: object}`` mapping to name them.
+    Cells already in ``output`` with the same configuration are reused (resume) unless
+    ``overwrite``. Raises :class:`~evalkit.errors.EvalkitError` for any bad input, before
+    any model loads; a cell that fails at run time is a failed result, not an exception.
+    """
+    with RunContext(signals=False, progress=progress):
+        plan = prepare(encoders, tasks, split=split, tasks_dir=tasks_dir, cache=cache, executor=executor)
+        try:
+            return _run(plan, output, cache, cache_dir, executor, progress, overwrite, address, shard_size)
+        finally:
+            from evalkit.encoders import objects as objs
+
+            for spec in plan.objects:
+                objs.unregister(spec)
+
+
+def _run(
+    plan: Plan,
+    output: str | Path | None,
+    cache: bool,
+    cache_dir: str | Path | None,
+    executor: str,
+    progress: bool,
+    overwrite: bool,
+    address: str | None,
+    shard_size: int,
+) -> Results:
+    from evalkit.execution import plan as plan_cells
+    from evalkit.execution.lock import ResultsLock
+    from evalkit.results import ResultStore
+
+    scratch = None
+    if output is None:
+        scratch = tempfile.TemporaryDirectory(prefix="evalkit-results-")
+        folder = Path(scratch.name)
+    else:
+        folder = Path(output)
+    try:
+        store = ResultStore(folder)
+        cells = plan_cells(plan.specs, plan.tasks, plan.split)
+        with ResultsLock(folder):
+            store.sweep_temporary()  # left by a run that was killed mid-write
+            if executor == "ray":
+                from evalkit.execution.ray import run_ray
+
+                results = run_ray(
+                    cells,
+                    store,
+                    overwrite=overwrite,
+                    progress=progress,
+                    address=address,
+                    shard_size=shard_size,
+                    cache_dir=None if not cache else str(cache_dir or ""),
+                )
+            else:
+                from evalkit.cache import EmbeddingCache
+                from evalkit.execution import run_local
+
+                embedding_cache = EmbeddingCache(cache_dir) if cache else None
+                results = run_local(cells, store, overwrite=overwrite, progress=progress, cache=embedding_cache)
+        return Results(tuple(results), None if scratch else folder)
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+
+
+@dataclass(frozen=True)
+class Results:
+    """The cells of a run: tables, the gate, and the result files ``report`` and ``gate`` read."""
+
+    cells: tuple[CellResult, ...]
+    folder: Path | None = None
+
+    def __iter__(self) -> Iterator[CellResult]:
+        return iter(self.cells)
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    @property
+    def ok(self) -> tuple[CellResult, ...]:
+        return tuple(c for c in self.cells if c.ok)
+
+    @property
+    def failed(self) -> tuple[CellResult, ...]:
+        return tuple(c for c in self.cells if not c.ok)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per cell: encoder, task, split, main metric and score (× 1, as stored), interval, throughput, status."""
+        import pandas as pd
+
+        rows = []
+        for cell in self.cells:
+            speed = cell.throughput or {}
+            rows.append(
+                {
+                    "encoder": cell.encoder,
+                    "task": cell.task,
+                    "task_type": cell.task_type,
+                    "split": cell.split,
+                    "main_metric": cell.main_metric,
+                    "main_score": cell.main_score,
+                    "ci_low": (cell.ci or {}).get("low"),
+                    "ci_high": (cell.ci or {}).get("high"),
+                    "ci_level": (cell.ci or {}).get("level"),
+                    "n_units": cell.n_units,
+                    "sentences_per_second": speed.get("sentences_per_second"),
+                    "tokens_per_second": speed.get("tokens_per_second"),
+                    "peak_memory_bytes": speed.get("peak_memory_bytes"),
+                    "device": speed.get("device"),
+                    "status": cell.status,
+                    "error": cell.error,
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def board(self) -> Any:
+        """The :class:`~evalkit.report.table.Leaderboard` every rendering uses (stored intervals, no ranks)."""
+        from evalkit.report.table import build
+
+        return build(list(self.ok), ranks=False)
+
+    def leaderboard(self) -> pd.DataFrame:
+        """The table ``evalkit run`` prints, as a DataFrame (one row per encoder, best mean first)."""
+        import pandas as pd
+
+        from evalkit.report.formats import headers, rows
+
+        board = self.board()
+        if board.empty:
+            return pd.DataFrame()
+        return pd.DataFrame(rows(board, "pm"), columns=headers(board)).set_index("encoder")
+
+    def table(self) -> str:
+        """The terminal rendering of :meth:`leaderboard`."""
+        from evalkit.report.formats import render_terminal
+
+        return render_terminal(self.board())
+
+    def compare(self, baseline: Results | str | Path, *, rules: str | Path | Any = None, match: Sequence[str] = ()) -> GateReport:
+        """The gate: this run as the candidate against ``baseline`` (a Results or a results folder) under ``rules``."""
+        from evalkit.gate import run_gate
+        from evalkit.gate_rules import Rules, load_rules
+        from evalkit.report.sources import load_results
+
+        loaded = rules if isinstance(rules, Rules) else load_rules(None if rules is None else Path(rules))
+        base = list(baseline.cells) if isinstance(baseline, Results) else load_results(Path(baseline), what="baseline")
+        base_root = baseline.folder if isinstance(baseline, Results) else Path(baseline)
+        return run_gate(base, list(self.cells), loaded, match, base_root or Path("baseline"), self.folder or Path("candidate"))
+
+    def save(self, folder: str | Path) -> Path:
+        """Write every cell as a result file under ``folder`` (the format ``evalkit report`` / ``gate`` read)."""
+        from evalkit.results import ResultStore
+
+        store = ResultStore(Path(folder))
+        for cell in self.cells:
+            store.write(cell)
+        return Path(folder)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, str | Path | TaskSpec | EncoderSpec) or not isinstance(value, Iterable):
+        return [value]
+    return list(value)
+
+
+def _named(encoders: Any) -> list[tuple[str | None, Any]]:
+    """(name, encoder) pairs: a mapping names its objects; a bare object or spec is a list of one."""
+    if isinstance(encoders, Mapping):
+        return [(str(k), v) for k, v in encoders.items()]
+    if isinstance(encoders, str | EncoderSpec) or not isinstance(encoders, Iterable) or _is_object(encoders):
+        return [(None, encoders)]
+    return [(None, e) for e in encoders]
+
+
+def _is_object(value: Any) -> bool:
+    from evalkit.encoders.objects import is_encoder_object
+
+    return is_encoder_object(value)

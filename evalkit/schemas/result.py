@@ -1,0 +1,249 @@
+"""A result file (one cell: encoder × task × split) as one typed model, checked on every read and every write.
+
+Report, gate and resume only ever see :class:`CellResult` objects, so a hand-edited,
+truncated or tampered file is refused with the field that is wrong instead of
+skewing a table or passing a gate. What is checked here, beyond the types:
+
+* every number anywhere in the file is finite (JSON ``NaN``/``Infinity``/``1e999``
+  are refused by the reader, and ``throughput``/``details``/... are walked here);
+* ``status = "ok"`` has a defined ``main_score`` equal to ``scores[main_metric]``:
+  a cell whose score is undefined (all gold scores equal, a degenerate split) is
+  recorded as ``failed`` with the reason in ``error``, never ``ok`` with ``null``;
+* ``status = "failed"`` has no ``main_score`` and says why in ``error``.
+
+That the main score agrees with the stored per-unit outcomes needs the task type's
+adapter, so it is checked by :func:`check_units` when a file is read
+(:meth:`CellResult.read`, :meth:`CellResult.from_dict`), not on construction.
+
+Schema version 1 still: ``task_hash``, ``data_hash`` and ``warnings`` are new,
+optional fields, and files written before them read as before (the gate then says
+it cannot verify the data identity).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+
+from evalkit.errors import DataError
+from evalkit.schemas.base import Finite, Name, Schema, Text, error_from, parse
+
+SCHEMA_VERSION = 1
+MAX_DEPTH = 64
+"""Deepest nesting inside a free-form field (``details``, ``units``, ...); evalkit writes about four levels."""
+REQUIRED_IN_FILE = ("schema_version", "status")
+"""Fields with a default for code that builds a result, which a file must still state."""
+VOLATILE_FIELDS = ("created_at", "throughput", "environment")
+"""Measurements of the run, not of the encoder: two runs of one cell may differ here and only here."""
+SCORE_TOLERANCE = 1e-5
+"""How far a main score may sit from the one recomputed from the stored per-unit outcomes.
+
+Units are stored rounded (similarities to 6-7 decimals, which can merge near-ties),
+so the recomputation differs by up to ~1e-7 on real runs; 1e-5 is 0.001 points,
+a hundred times below the smallest drop a gate rule would allow.
+"""
+
+
+def _check_tree(value: Any) -> None:
+    """Finite numbers and bounded nesting inside a free-form field (iterative: no document exhausts the stack)."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 1)]
+    while stack:
+        item, where, depth = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in pairs:
+                if isinstance(child, dict | list | tuple | float):
+                    stack.append((child, f"{where}.{key}" if where else str(key), depth + 1))
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"holds a number that is not finite ({item}) at '{where}'")
+
+
+class CellResult(Schema):
+    """The outcome of scoring one encoder on one task split.
+
+    Constructing one validates it like a file read does; a violation raises one
+    :class:`~evalkit.errors.DataError` naming the field (never a pydantic traceback).
+    """
+
+    schema_version: int = Field(default=SCHEMA_VERSION, description="version of this layout; readers refuse versions they do not know")
+    encoder: Name = Field(description="canonical encoder spec")
+    task: Name
+    task_type: Name
+    split: Name
+    status: Literal["ok", "failed"] = "ok"
+    scores: dict[Text, Finite | None] = Field(description="every metric the adapter reports (None: undefined on this data)")
+    main_metric: Name
+    main_score: Finite | None = Field(description="scores[main_metric]; None exactly when status is 'failed'")
+    error: Text | None = Field(default=None, validate_default=True, description="why a failed cell failed")
+    config_hash: Text = Field(description="digest of everything that defines the cell (encoder, task file, data, seeds): resume key")
+    created_at: Text
+    n_units: int = Field(default=0, ge=0, description="units the main score is a function of (pairs, test examples, queries)")
+    units: dict[Text, Any] = Field(default_factory=dict, description="per-unit outcomes: intervals, paired tests, the main-score check")
+    details: dict[Text, Any] = Field(default_factory=dict)
+    throughput: dict[Text, Any] = Field(default_factory=dict)
+    environment: dict[Text, Any] = Field(default_factory=dict)
+    encoder_fingerprint: dict[Text, Any] = Field(default_factory=dict)
+    seeds: dict[Text, int] = Field(default_factory=dict)
+    ci: dict[Text, Any] = Field(default_factory=dict, description="bootstrap interval of main_score (evalkit.stats)")
+    origin: Text = "evalkit"
+    task_hash: Text | None = Field(default=None, description="digest of the task's protocol (type, split, settings, main score, seeds)")
+    data_hash: Text | None = Field(default=None, description="digest of the content of every data file of the task")
+    warnings: list[Text] = Field(default_factory=list, description="data problems the adapter noticed (empty texts, duplicates, ...)")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise error_from(exc, type(self)) from None
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value != SCHEMA_VERSION:
+            raise ValueError(f"unknown schema_version; this evalkit reads version {SCHEMA_VERSION} (re-run it, or upgrade evalkit)")
+        return value
+
+    @field_validator("main_metric")
+    @classmethod
+    def _metric_is_scored(cls, value: str, info: ValidationInfo) -> str:
+        scores = info.data.get("scores")
+        if info.data.get("status") == "ok" and scores is not None and value not in scores:
+            raise ValueError(f"main metric '{value}' is not among the scores")
+        return value
+
+    @field_validator("main_score")
+    @classmethod
+    def _main_score_matches(cls, value: float | None, info: ValidationInfo) -> float | None:
+        status, scores, metric = info.data.get("status"), info.data.get("scores"), info.data.get("main_metric")
+        if status == "failed" and value is not None:
+            raise ValueError("a failed cell has no main score")
+        if status == "ok":
+            if value is None:
+                raise ValueError("an 'ok' cell needs a defined main score (an undefined one is recorded as a failed cell)")
+            if scores is not None and metric in scores and scores[metric] != value:
+                raise ValueError(f"main score {value!r} is not scores.{metric} ({scores[metric]!r})")
+        return value
+
+    @field_validator("error")
+    @classmethod
+    def _failure_says_why(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("status") == "failed" and not (value or "").strip():
+            raise ValueError("a failed cell must say why in 'error'")
+        return value
+
+    @field_validator("units", "details", "throughput", "environment", "encoder_fingerprint", "ci")
+    @classmethod
+    def _finite_and_shallow(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_tree(value)
+        return value
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def replace(self, **changes: Any) -> CellResult:
+        """A copy with ``changes``, validated like any other result (``dataclasses.replace`` for this model)."""
+        return type(self)(**{**dict(self), **changes})
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(), indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+
+    def comparable(self) -> dict[str, Any]:
+        """The fields two runs of the same cell must agree on: all but when, how fast and on which process.
+
+        A resumed, a Ray and an uninterrupted run write the same result in this sense;
+        ``created_at``, ``throughput`` and ``environment`` (torch thread count differs
+        in a Ray worker) are measurements of the run, not of the encoder.
+        """
+        return self.model_dump(exclude=set(VOLATILE_FIELDS))
+
+    @classmethod
+    def from_dict(cls, data: Any, path: Path | str | None = None) -> CellResult:
+        """A result from parsed JSON: the schema, then the main score against the per-unit outcomes."""
+        if not isinstance(data, dict):
+            raise DataError(f"result must be a JSON object, got {type(data).__name__}", path=path)
+        for key in REQUIRED_IN_FILE:
+            if key not in data:
+                raise DataError("required field is missing", path=path, field=key)
+        try:
+            result = parse(cls, data, path=path)
+        except DataError as exc:  # model_validate runs __init__, whose error has no path yet
+            if exc.path is not None or path is None:
+                raise
+            raise DataError(exc.message, path=path, line=exc.line, field=exc.field, hint=exc.hint) from None
+        check_units(result, path)
+        return result
+
+    @classmethod
+    def read(cls, path: Path | str) -> CellResult:
+        """A result file: a regular, bounded, UTF-8 (BOM dropped), finite, shallow JSON object; else one DataError."""
+        from evalkit.data import read_json_file
+
+        return cls.from_dict(read_json_file(path, "result"), path)
+
+
+def _extent(units: dict[str, Any]) -> int:
+    """The longest list (or string inside a list: classification's per-experiment marks) in ``units``."""
+    longest = 0
+    for value in units.values():
+        if isinstance(value, list | str):
+            longest = max(longest, len(value))
+        if isinstance(value, list):
+            longest = max([longest, *(len(item) for item in value if isinstance(item, list | str))])
+    return longest
+
+
+def check_units(result: CellResult, path: Path | str | None = None) -> None:
+    """Refuse a result whose main score disagrees with its own per-unit outcomes (edited or corrupt).
+
+    The task type's adapter recomputes the main score from the stored units on the
+    full index (what a bootstrap resample does on a permutation). Results without
+    units (MTEB imports, old files, a task whose declared main score is not the
+    adapter's) cannot be checked this way and pass through.
+    """
+    if not result.ok or not result.units or result.n_units < 1 or result.main_score is None:
+        return
+    from evalkit.adapters import ADAPTERS, adapter_for
+
+    if result.task_type not in ADAPTERS:
+        return
+    adapter = adapter_for(result.task_type)
+    if getattr(adapter, "main_metric", None) != result.main_metric or not callable(getattr(adapter, "score_units", None)):
+        return
+    import numpy as np
+
+    from evalkit.stats import prepare_units
+
+    if result.n_units > _extent(result.units):  # checked first: np.arange(n_units) of a forged huge n_units is not cheap
+        raise DataError(
+            f"n_units {result.n_units} is more than the per-unit outcomes hold",
+            path=path,
+            field="n_units",
+            hint="the file was edited or is corrupt; re-run this cell",
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = adapter.score_units(prepare_units(result.units), np.arange(result.n_units))
+        recomputed = float(value)
+    except Exception as exc:  # anything a malformed 'units' makes the adapter raise
+        raise DataError(
+            f"per-unit outcomes do not fit {result.n_units} {result.task_type} units ({type(exc).__name__})",
+            path=path,
+            field="units",
+            hint="the file was edited or is corrupt; re-run this cell",
+        ) from None
+    if not math.isfinite(recomputed) or abs(recomputed - result.main_score) > SCORE_TOLERANCE:
+        raise DataError(
+            f"main score {result.main_score:.6f} disagrees with the {recomputed:.6f} its per-unit outcomes give",
+            path=path,
+            field="main_score",
+            hint="the file was edited or is corrupt; re-run this cell",
+        )
