@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup chromium run test lint bench gate clean
+.PHONY: setup chromium run test test-fast lint bench gate clean
 setup:
 	@scripts/bootstrap
 
@@ -16,6 +16,10 @@ run: setup
 
 test: setup chromium
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# Unit tests only (no real model, no Ray, no browser): quick feedback while editing.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check evalkit tests benchmarks scripts

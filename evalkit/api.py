@@ -54,8 +54,16 @@ def prepare(
     tasks_dir: Iterable[Path] = (),
     cache: bool = True,
     executor: str = "local",
+    limit: int | None = None,
 ) -> Plan:
-    """Parse and validate everything a run needs — specs, objects, task files, their data — before any model loads."""
+    """Parse and validate everything a run needs — specs, objects, task files, their data — before any model loads.
+
+    ``limit``: score a seeded subset of at most ``limit`` units per task (``--limit``,
+    :mod:`evalkit.subset`); its results are separate cells, marked as subsets everywhere.
+    """
+    import dataclasses
+
+    from evalkit import subset
     from evalkit.encoders import check_spec, streams
     from evalkit.encoders import objects as objs
     from evalkit.execution.cells import check_task
@@ -64,6 +72,7 @@ def prepare(
     if executor not in EXECUTORS:
         raise EvalkitError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}", field="executor")
     streams.configured()  # a malformed EVALKIT_CPU_STREAMS is exit 2 before any model loads
+    limit = subset.check_limit(limit)
     specs: list[EncoderSpec] = []
     registered: list[EncoderSpec] = []
     for name, value in _named(encoders):
@@ -83,22 +92,11 @@ def prepare(
     task_list = [t if isinstance(t, TaskSpec) else index.get(str(t)) for t in _as_list(tasks)]
     if not task_list or not specs:
         raise EvalkitError("nothing to evaluate: give at least one encoder and one task", field="tasks" if specs else "encoders")
+    if limit is not None:
+        task_list = [dataclasses.replace(t, limit=limit) for t in task_list]
     for task in task_list:
         check_task(task, split or task.split)
-    unique_specs = tuple(dict.fromkeys(specs))
-    plan = Plan(unique_specs, tuple(task_list), split, tuple(registered))
-    _check_identities(plan)
-    return plan
-
-
-def _check_identities(plan: Plan) -> None:
-    """Two cells must never write one result file (see :func:`evalkit.results.store.check_identities`)."""
-    from evalkit.execution.cells import plan as plan_cells
-    from evalkit.results import store
-
-    check = getattr(store, "check_identities", None)
-    if check is not None:
-        check(plan_cells(plan.specs, plan.tasks, plan.split))
+    return Plan(tuple(dict.fromkeys(specs)), tuple(task_list), split, tuple(registered))
 
 
 def evaluate(
@@ -115,6 +113,7 @@ def evaluate(
     tasks_dir: Iterable[Path] = (),
     address: str | None = None,
     shard_size: int = 20_000,
+    limit: int | None = None,
 ) -> Results:
     """Score every encoder on every task; write one result file per cell into ``output`` (a temporary folder if None).
 
@@ -122,13 +121,24 @@ def evaluate(
     ``encode(list[str])`` (a ``SentenceTransformer`` included), ``from_transformers(model,
     tokenizer, pooling=...)`` descriptions, or a ``{name: object}`` mapping to name them.
     Cells already in ``output`` with the same configuration are reused (resume) unless
-    ``overwrite``. Raises :class:`~evalkit.errors.EvalkitError` for any bad input, before
+    ``overwrite``. ``limit`` scores a seeded subset of at most that many units per task
+    (``--limit``). Raises :class:`~evalkit.errors.EvalkitError` for any bad input, before
     any model loads; a cell that fails at run time is a failed result, not an exception.
     """
     with RunContext(signals=False, progress=progress):
-        plan = prepare(encoders, tasks, split=split, tasks_dir=tasks_dir, cache=cache, executor=executor)
+        plan = prepare(encoders, tasks, split=split, tasks_dir=tasks_dir, cache=cache, executor=executor, limit=limit)
         try:
-            return _run(plan, output, cache, cache_dir, executor, progress, overwrite, address, shard_size)
+            return execute(
+                plan,
+                output=output,
+                cache=cache,
+                cache_dir=cache_dir,
+                executor=executor,
+                progress=progress,
+                overwrite=overwrite,
+                address=address,
+                shard_size=shard_size,
+            )
         finally:
             from evalkit.encoders import objects as objs
 
@@ -136,19 +146,22 @@ def evaluate(
                 objs.unregister(spec)
 
 
-def _run(
+def execute(
     plan: Plan,
-    output: str | Path | None,
-    cache: bool,
-    cache_dir: str | Path | None,
-    executor: str,
-    progress: bool,
-    overwrite: bool,
-    address: str | None,
-    shard_size: int,
+    *,
+    output: str | Path | None = None,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
+    executor: str = "local",
+    progress: bool = True,
+    overwrite: bool = False,
+    address: str | None = None,
+    shard_size: int = 20_000,
 ) -> Results:
+    """Run a validated :class:`Plan` into ``output`` (resumable, locked); the one runner of the API and the CLI."""
     from evalkit.execution import plan as plan_cells
     from evalkit.execution.lock import ResultsLock
+    from evalkit.faults import faultpoint
     from evalkit.results import ResultStore
 
     scratch = None
@@ -159,9 +172,10 @@ def _run(
         folder = Path(output)
     try:
         store = ResultStore(folder)
-        cells = plan_cells(plan.specs, plan.tasks, plan.split)
+        cells = store.check_identities(plan_cells(plan.specs, plan.tasks, plan.split))  # no two cells share a file
         with ResultsLock(folder):
             store.sweep_temporary()  # left by a run that was killed mid-write
+            faultpoint("run.locked")
             if executor == "ray":
                 from evalkit.execution.ray import run_ray
 
@@ -263,7 +277,7 @@ class Results:
         """The gate: this run as the candidate against ``baseline`` (a Results or a results folder) under ``rules``."""
         from evalkit.gate import run_gate
         from evalkit.gate_rules import Rules, load_rules
-        from evalkit.report.sources import load_results
+        from evalkit.reading import load_results
 
         loaded = rules if isinstance(rules, Rules) else load_rules(None if rules is None else Path(rules))
         base = list(baseline.cells) if isinstance(baseline, Results) else load_results(Path(baseline), what="baseline")

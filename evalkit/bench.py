@@ -15,23 +15,19 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from evalkit.errors import EvalkitError
+from evalkit.results.schema import BENCH_TASK_TYPE
 from evalkit.spec import EncoderSpec
 
 BENCH_TASK = "throughput"
-BENCH_TASK_TYPE = "bench"
-TEXTS_FILE = Path(__file__).resolve().parent.parent / "tasks" / "data" / "bench" / "texts.jsonl"
+TEXTS_FILE = Path(str(resources.files("evalkit.tasks"))) / "data" / "bench" / "texts.jsonl"  # package data, as the tasks
 MAIN_METRIC = "sentences_per_second"
-
-
-def is_bench(result: Any) -> bool:
-    """Whether a CellResult is a throughput row (reports keep these out of quality tables)."""
-    return getattr(result, "task_type", None) == BENCH_TASK_TYPE
 
 
 def bench_texts(limit: int | None = None, path: Path = TEXTS_FILE) -> list[str]:

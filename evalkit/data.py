@@ -116,8 +116,8 @@ def open_regular(path: Path | str, kind: str = "data") -> IO[bytes]:
         info = os.stat(path)
     except FileNotFoundError:
         raise DataError(f"{kind} file does not exist", path=path) from None
-    except OSError as exc:
-        raise DataError(f"cannot read {kind} file ({exc.strerror or exc})", path=path) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise DataError(f"cannot read {kind} file ({getattr(exc, 'strerror', None) or exc})", path=path) from None
     _check_regular(info.st_mode, path, kind)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)

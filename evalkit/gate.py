@@ -11,15 +11,17 @@ meaningless is a ``DataError`` (exit code 2), never a pass: a malformed, tampere
 (main score disagreeing with its own per-unit outcomes) or unknown-version file,
 different tasks on the two sides, a rule naming a task that neither side has, a
 task whose data or protocol differ (``task_hash``/``data_hash``, unless
-``allow_data_change`` says so; the test is then unpaired), a baseline cell that
-failed, a significance test without per-unit outcomes. Result files written before
+``allow_data_change`` says so; the test is then unpaired), one side with per-unit
+outcomes and the other without (its score could not be checked), a baseline cell
+that failed, a significance test without per-unit outcomes. Result files written before
 ``data_hash`` existed still compare, with a note that the data identity could not
-be verified.
+be verified. A subset result (``--limit``) compares only with the same subset: against
+a full run or another limit the gate stops with exit 2 (:func:`subset_mismatch`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,9 @@ import numpy as np
 
 from evalkit.errors import DataError, EvalkitError
 from evalkit.gate_rules import Rule, Rules
-from evalkit.results.schema import CellResult
+from evalkit.reading import interval, replicates
+from evalkit.results.schema import CellResult, column_of
+from evalkit.results.store import limit_of
 from evalkit.schemas.base import did_you_mean
 from evalkit.spec import EncoderSpec
 from evalkit.stats import (
@@ -35,9 +39,8 @@ from evalkit.stats import (
     Comparison,
     Interval,
     compare,
+    format_p,
     percentile_interval,
-    result_interval,
-    result_replicates,
     stream_key,
 )
 
@@ -65,7 +68,7 @@ class Check:
 
     @property
     def label(self) -> str:
-        return self.baseline.task if self.baseline.split == "test" else f"{self.baseline.task}/{self.baseline.split}"
+        return column_of(self.baseline)
 
     @property
     def drop(self) -> float | None:
@@ -103,11 +106,6 @@ class GateReport:
     @property
     def exit_code(self) -> int:
         return PASS if self.passed else FAIL
-
-    def markdown(self) -> str:
-        from evalkit.report.gate_summary import render_gate
-
-        return render_gate(self)
 
 
 def sentences_per_second(result: CellResult) -> float | None:
@@ -166,8 +164,30 @@ def pair_encoders(baseline: Sequence[CellResult], candidate: Sequence[CellResult
     return pairs
 
 
-def cells_by_task(results: Sequence[CellResult], encoder: str) -> dict[tuple[str, str], CellResult]:
-    return {(r.task, r.split): r for r in results if r.encoder == encoder}
+TaskKey = tuple[str, str, int | None]
+"""(task, split, subset limit or None): a full run and a --limit run of one task are different checks."""
+
+
+def cells_by_task(results: Sequence[CellResult], encoder: str) -> dict[TaskKey, CellResult]:
+    return {(r.task, r.split, limit_of(r)): r for r in results if r.encoder == encoder}
+
+
+def kind(limit: int | None) -> str:
+    return "the full task" if limit is None else f"a subset (--limit {limit})"
+
+
+def subset_mismatch(b_cells: Mapping[TaskKey, CellResult], c_cells: Mapping[TaskKey, CellResult]) -> DataError | None:
+    """The error for a task the two sides scored on different subsets (one full, one --limit, or two limits), if any."""
+    for side, mine, theirs in (("baseline", b_cells, c_cells), ("candidate", c_cells, b_cells)):
+        for task, split, limit in sorted(set(mine) - set(theirs), key=str):
+            other = [k[2] for k in theirs if k[:2] == (task, split) and k not in mine]
+            if other:
+                base, cand = (limit, other[0]) if side == "baseline" else (other[0], limit)
+                return DataError(
+                    f"{task}/{split}: cannot compare {kind(base)} in the baseline with {kind(cand)} in the candidate",
+                    hint="a subset score is a smoke test; gate full runs against full runs, or both sides with the same --limit",
+                )
+    return None
 
 
 def check_rule_names(rules: Rules, baseline: Sequence[CellResult], candidate: Sequence[CellResult]) -> None:
@@ -210,6 +230,15 @@ def check_comparable(b: CellResult, c: CellResult, rule: Rule | None = None, all
         raise DataError(f"{where}: the baseline main score of {b.encoder} is undefined; it cannot serve as a baseline")
     if c.ok and b.main_metric != c.main_metric:
         raise DataError(f"{where}: main metric differs (baseline {b.main_metric}, candidate {c.main_metric})")
+    if limit_of(b) != limit_of(c):
+        raise DataError(f"{where}: cannot compare {kind(limit_of(b))} in the baseline with {kind(limit_of(c))} in the candidate")
+    if c.ok and bool(b.units) != bool(c.units):  # stripping units would also strip the check of a forged main score
+        side = "candidate" if b.units else "baseline"
+        raise DataError(
+            f"{where}: the {side} result of {(c if b.units else b).encoder} has no per-unit outcomes, so its main score can be "
+            "neither checked against them nor tested for significance",
+            hint=f"re-run the {side} with evalkit",
+        )
     same = same_data(b, c)
     sizes_differ = bool(c.ok and b.n_units and c.n_units and b.n_units != c.n_units)
     if data_differs(b, c):
@@ -245,16 +274,16 @@ def evaluate_check(check: Check, rules: Rules) -> None:
         check.failures.append(f"{where}: the candidate's main score is undefined")
         return
     config = rules.bootstrap
-    reps_b = result_replicates(b, config)
+    reps_b = replicates(b, config)
     # different data on the two sides (allowed): resample them independently, an unpaired test
     stream = None if check.paired else stream_key(c.task, c.split) ^ 0x5EED
-    reps_c = result_replicates(c, config, stream=stream)
+    reps_c = replicates(c, config, stream=stream)
     if reps_b is not None and reps_c is not None:
         check.comparison = compare(reps_b, reps_c, b.main_score, c.main_score, config.level)
         check.baseline_interval = _interval(b, reps_b, config)
         check.candidate_interval = _interval(c, reps_c, config)
     else:
-        check.baseline_interval, check.candidate_interval = result_interval(b, config), result_interval(c, config)
+        check.baseline_interval, check.candidate_interval = interval(b, config), interval(c, config)
     drop = check.drop or 0.0
     test = "paired" if check.paired else "unpaired"
     if drop > rule.max_drop:
@@ -302,9 +331,7 @@ def _interval(result: CellResult, reps: np.ndarray, config: Bootstrap) -> Interv
 
 
 def _p(comparison: Comparison) -> str:
-    from evalkit.report.formats import fmt_p
-
-    text = fmt_p(comparison.p_value, comparison.n_boot)
+    text = format_p(comparison.p_value, comparison.n_boot)
     return text if text.startswith("≤") else f"= {text}"
 
 
@@ -331,16 +358,19 @@ def run_gate(
     checks = []
     for base_spec, cand_spec in pairs:
         b_cells, c_cells = cells_by_task(baseline, base_spec), cells_by_task(candidate, cand_spec)
-        missing = sorted(set(b_cells) - set(c_cells))
-        extra = sorted(set(c_cells) - set(b_cells))
+        mismatch = subset_mismatch(b_cells, c_cells)
+        if mismatch is not None:
+            raise mismatch
+        missing = sorted(set(b_cells) - set(c_cells), key=str)
+        extra = sorted(set(c_cells) - set(b_cells), key=str)
         if missing or extra:
             parts = []
             if missing:
-                parts.append(f"candidate {cand_spec} lacks " + ", ".join(f"{t}/{s}" for t, s in missing))
+                parts.append(f"candidate {cand_spec} lacks " + ", ".join(f"{t}/{s}" for t, s, _ in missing))
             if extra:
-                parts.append(f"baseline {base_spec} lacks " + ", ".join(f"{t}/{s}" for t, s in extra))
+                parts.append(f"baseline {base_spec} lacks " + ", ".join(f"{t}/{s}" for t, s, _ in extra))
             raise DataError("the two sides cover different tasks: " + "; ".join(parts), hint="run the same tasks on both sides")
-        for key in sorted(b_cells, key=lambda k: (k[0].lower(), k[1])):
+        for key in sorted(b_cells, key=lambda k: (k[0].lower(), k[1], k[2] or 0)):
             b, c = b_cells[key], c_cells[key]
             rule = rules.for_task(b.task, b.task_type)
             notes = check_comparable(b, c, rule, allow_data_change)
@@ -352,7 +382,7 @@ def run_gate(
 
 def gate_folders(baseline: Path, candidate: Path, rules: Rules, match: Sequence[str] = (), allow_data_change: bool = False) -> GateReport:
     """The gate on two result folders (what ``evalkit gate`` and the pytest plugin call)."""
-    from evalkit.report.sources import load_results
+    from evalkit.reading import load_results
 
     base = load_results(baseline, what="baseline")
     cand = load_results(candidate, what="candidate")

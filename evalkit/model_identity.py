@@ -183,7 +183,7 @@ def _store(memo_file: Path, value: str) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-NO_MODEL_BACKENDS = frozenset({"tfidf", "obj"})  # a label, not a model folder (obj: the spec carries its own hash)
+NO_MODEL_BACKENDS = frozenset({"tfidf", "obj"})  # a label, not a model folder (obj: see encoders.objects.config_identity)
 
 
 def spec_model_identity(spec: EncoderSpec) -> str:
@@ -194,10 +194,6 @@ def spec_model_identity(spec: EncoderSpec) -> str:
     Hub ids are keyed by the spec itself (their revision option); a model that cannot be
     resolved here is left to fail when it loads.
     """
-    if spec.backend == "obj":
-        from evalkit.encoders.objects import config_identity
-
-        return config_identity(spec)
     if spec.backend in NO_MODEL_BACKENDS:
         return ""
     from evalkit.catalogue import resolve

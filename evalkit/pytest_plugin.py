@@ -35,10 +35,11 @@ def run_gate(baseline: Path | str, candidate: Path | str, rules: Path | str | No
     """The gate's report; ``pytest.fail`` with its Markdown summary when a check regresses."""
     from evalkit.gate import gate_folders
     from evalkit.gate_rules import load_rules
+    from evalkit.report.gate_summary import render_gate
 
     report = gate_folders(Path(baseline), Path(candidate), load_rules(Path(rules) if rules else None), match)
     if not report.passed:
-        pytest.fail(report.markdown(), pytrace=False)
+        pytest.fail(render_gate(report), pytrace=False)
     return report
 
 
@@ -55,8 +56,10 @@ class GateItem(pytest.Item):
         opt = self.config.getoption
         if not opt("evalkit_candidate"):
             raise pytest.UsageError("--evalkit-gate needs --evalkit-candidate DIR")
+        from evalkit.report.gate_summary import render_gate
+
         report = run_gate(opt("evalkit_gate"), opt("evalkit_candidate"), opt("evalkit_rules"), opt("evalkit_match"))
-        self.user_properties.append(("evalkit_gate", report.markdown()))
+        self.user_properties.append(("evalkit_gate", render_gate(report)))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         from evalkit.errors import EvalkitError

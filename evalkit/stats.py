@@ -25,8 +25,6 @@ instead of several seconds (see :func:`spearman_counts`).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import warnings
 import zlib
@@ -278,60 +276,26 @@ def cell_interval(adapter: Any, metric: str, task: str, split: str, outcome: Any
     return interval.as_dict()
 
 
-def resamplable(result: CellResult) -> Any | None:
-    """The adapter that can resample this result's units, or None (imported rows, other metrics, no units)."""
-    from evalkit.adapters import ADAPTERS, adapter_for
+def result_replicates(result: CellResult, adapter: Any, config: Bootstrap | None = None, stream: int | None = None) -> np.ndarray | None:
+    """Bootstrap replicates of a stored result's main score, rescored by ``adapter`` (None for malformed units).
 
-    if not result.ok or result.main_score is None or not result.units or result.n_units < 2:
-        return None
-    if result.task_type not in ADAPTERS:
-        return None
-    adapter = adapter_for(result.task_type)
-    return adapter if getattr(adapter, "main_metric", None) == result.main_metric else None
-
-
-_REPLICATES: dict[tuple[Any, ...], np.ndarray | None] = {}
-
-
-def result_replicates(result: CellResult, config: Bootstrap | None = None, stream: int | None = None) -> np.ndarray | None:
-    """Bootstrap replicates of a stored result's main score (same resamples as every encoder on its task).
-
-    ``stream`` picks other resamples than the task's own (the gate's unpaired test,
-    when the two sides scored different data). Memoised per process on the units'
-    content, so a report with ``--baseline`` or a gate run from a test suite resamples
-    each cell once.
+    ``stream`` picks other resamples than the task's own (the gate's unpaired test, when
+    the two sides scored different data); by default every encoder on a task shares them.
     """
-    adapter = resamplable(result)
-    if adapter is None:
-        return None
     config = config or Bootstrap()
     stream = stream_key(result.task, result.split) if stream is None else stream
-    units = hashlib.sha1(json.dumps(result.units, sort_keys=True, default=str).encode()).hexdigest()
-    key = (result.task, result.split, result.task_type, result.main_metric, result.n_units, units, config, stream)
-    if key not in _REPLICATES:
-        if len(_REPLICATES) > 512:
-            _REPLICATES.clear()
-        try:
-            _REPLICATES[key] = replicates(adapter, result.units, result.n_units, config, stream)
-        except Exception:  # malformed units: the row simply has no interval
-            _REPLICATES[key] = None
-    return _REPLICATES[key]
+    try:
+        return replicates(adapter, result.units, result.n_units, config, stream)
+    except Exception:  # malformed units: the row simply has no interval
+        return None
 
 
-def result_interval(result: CellResult, config: Bootstrap | None = None) -> Interval | None:
-    """The stored interval when it was drawn with ``config``, else one recomputed from the units."""
-    config = config or Bootstrap()
-    if result.main_score is None:
-        return None
-    if result.ci and config.matches(result.ci):
-        stored = Interval.from_dict(result.main_score, result.ci)
-        if stored is not None and stored.low is not None:
-            return stored
-    reps = result_replicates(result, config)
-    if reps is None:
-        return None
-    low, high, undefined = percentile_interval(reps, config.level)
-    return Interval(result.main_score, low, high, config.level, config.n_boot, config.seed, result.n_units, undefined)
+def format_p(p: float | None, n_boot: int) -> str:
+    """A bootstrap p-value; at its floor 1/(B+1) it is only known to be below that."""
+    if p is None:
+        return "–"
+    floor = 1 / (n_boot + 1)
+    return f"≤ {floor * 1.0001:.2g}" if p <= floor + 1e-12 else f"{p:.3g}"
 
 
 def tied_ranks(estimates: Sequence[float], reps: np.ndarray, alpha: float = 0.05) -> list[int]:

@@ -29,6 +29,7 @@ import re
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -40,7 +41,7 @@ from evalkit.registry import Registry, RegistryError
 from evalkit.schemas.base import Schema, did_you_mean, error_from, parse, toml_line
 from evalkit.schemas.task import TaskFile, TaskName
 
-BUILTIN_TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+BUILTIN_TASKS_DIR = Path(str(resources.files("evalkit.tasks")))  # tasks/ in a checkout, package data in a wheel
 MAX_TASK_FILE_BYTES = 1 << 20  # a task file is a few lines; anything bigger is not one
 S = TypeVar("S", bound=BaseModel)
 
@@ -60,6 +61,8 @@ class TaskSpec:
     source: Path | None = None
     license: str = ""
     text: str = field(default="", repr=False, compare=False)  # the task file's text: errors find their TOML line in it
+    protocol: str | None = None  # ``protocol = "mteb:NAME"``: the settings it inherited from MTEB's task metadata
+    limit: int | None = None  # ``--limit N``: a seeded subset of at most N units (evalkit.subset); part of the cell's identity
 
     def files_for(self, key: str) -> tuple[Path, ...]:
         if key not in self.files:
@@ -166,6 +169,21 @@ def task_from_data(raw: Any, *, path: Path, text: str = "") -> TaskSpec:
     except RegistryError as exc:
         line = toml_line(text, "type") if text else None
         raise DataError(exc.message, path=path, line=line, field="type", hint="`evalkit list` shows the task types") from None
+    settings, main_score = dict(spec.settings), spec.main_score
+    if isinstance(settings.get("protocol"), str) and settings["protocol"][:5].lower() == "mteb:":
+        raise DataError(
+            "an MTEB protocol is a top-level key, not a setting",
+            path=path,
+            line=toml_line(text, "settings.protocol") if text else None,
+            field="settings.protocol",
+            hint=f"move protocol = {settings['protocol']!r} above [files]; [settings].protocol is classification's train_test / cross_validation",
+        )
+    if spec.protocol is not None:  # MTEB's settings underneath the file's own (evalkit.mteb_tasks.inherit)
+        from evalkit import mteb_tasks
+
+        settings, main_score = mteb_tasks.inherit(
+            spec.protocol, spec.type.strip().lower(), settings, main_score, path=path.resolve(), source=text
+        )
     files: dict[str, tuple[Path, ...]] = {}
     for key, value in spec.files.items():
         try:
@@ -178,13 +196,14 @@ def task_from_data(raw: Any, *, path: Path, text: str = "") -> TaskSpec:
         type=spec.type.strip().lower(),
         split=spec.split,
         files=MappingProxyType(files),
-        settings=MappingProxyType(dict(spec.settings)),
+        settings=MappingProxyType(settings),
         description=spec.description,
         reference=spec.reference,
-        main_score=spec.main_score,
+        main_score=main_score,
         source=path.resolve(),
         license=spec.license,
         text=text,
+        protocol=spec.protocol,
     )
     adapter = adapter_class()
     settings = task.settings_as(settings_model(adapter))
@@ -229,6 +248,10 @@ class TaskIndex:
         return self._registry.names()
 
     def get(self, name_or_path: str) -> TaskSpec:
+        from evalkit import mteb_tasks
+
+        if mteb_tasks.is_mteb(name_or_path):  # MTEB's catalogue: mteb:NAME[:SUBSET]
+            return mteb_tasks.load(name_or_path)
         candidate = Path(name_or_path)
         if candidate.suffix == ".toml" and (candidate.exists() or os.sep in name_or_path):
             return load_task_file(candidate)

@@ -19,6 +19,8 @@ import numpy as np
 
 from evalkit.cache import CachedEncoder, EmbeddingCache
 from evalkit.encoders.base import CorpusFitted, Encoder, EncoderWrapper, Role
+from evalkit.encoders.transforms import SharedPass, Transform, Transformer, VectorInfo, float32_info
+from evalkit.spec import EncoderSpec
 
 
 def current_rss() -> int:
@@ -99,6 +101,10 @@ class Throughput:
     device: str = "cpu"
     calls: int = 0
     cached_sentences: int = 0
+    shared_sentences: int = 0  # served by the forward pass of a spec on the same model (a transform sweep)
+    vector_dim: int | None = None  # what one vector handed to the adapter is, after any transform
+    vector_dtype: str | None = None  # its stored precision (float32, float16, int8, uint8, binary, ubinary)
+    bytes_per_vector: int | None = None  # its stored size (binary: dim / 8 rounded up)
     latencies: list[float] = field(default_factory=list)
 
     @property
@@ -108,7 +114,12 @@ class Throughput:
 
     @property
     def shared_forward_pass(self) -> bool:
-        return self.sentences > 0 and self.padded_tokens == 0 and self.forward_batches == 0 and self._backbone
+        if self.sentences == 0:
+            return self.shared_sentences > 0
+        return self.padded_tokens == 0 and self.forward_batches == 0 and self._backbone
+
+    def note(self, vector: VectorInfo) -> None:
+        self.vector_dim, self.vector_dtype, self.bytes_per_vector = vector.dim, vector.dtype, vector.bytes
 
     _backbone: bool = False
 
@@ -137,28 +148,72 @@ class Throughput:
 class MeteredEncoder(EncoderWrapper):
     """An Encoder that measures the one it wraps; adapters cannot tell the difference.
 
-    With an embedding ``cache``, lookups happen in front of the meter, so only the
-    texts the model really encodes are timed and the rest are counted as cached.
+    The stack, outside in: ``transform`` (whiten → truncate → quantise, fitted per task),
+    ``shared`` (the untransformed vectors a sibling spec on the same model already
+    computed for this task), the embedding ``cache`` (untransformed vectors, keyed by the
+    model's spec and fingerprint), then the meter and the model. So only the texts the
+    model really encodes are timed; the rest are counted as cached or shared, and every
+    transform of one model reuses one forward pass and one cache entry per text.
     """
 
-    def __init__(self, inner: Encoder, device: str = "cpu", cache: EmbeddingCache | None = None) -> None:
+    def __init__(
+        self,
+        inner: Encoder,
+        device: str = "cpu",
+        cache: EmbeddingCache | None = None,
+        *,
+        transform: Transform | None = None,
+        shared: SharedPass | None = None,
+        spec: EncoderSpec | None = None,
+    ) -> None:
         super().__init__(inner)
+        if spec is not None:
+            self.spec = spec  # the spec with its transform; ``inner`` runs the spec without it
         self.meter = Throughput(device=device)
         self.cached: CachedEncoder | None = None
         if cache is not None:
             front = cache.wrap(_Measured(self), device)
             self.cached = front if isinstance(front, CachedEncoder) else None
+        self.shared = shared
+        self.transformer = Transformer(transform, self.raw) if transform is not None else None
 
     def reset(self) -> Throughput:
+        """The measurements so far (then zeroed); a transform forgets what it was fitted on."""
         done, self.meter = self.meter, Throughput(device=self.meter.device)
         if self.cached is not None:
             done.cached_sentences = int(self.cached.reset_counts()["cached_sentences"])
+        if self.transformer is not None:
+            self.transformer.reset()
         return done
 
     def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
+        raw = self.raw(texts, role)
+        if self.transformer is None:
+            shape = np.shape(raw)
+            self.meter.note(float32_info(int(shape[1]) if len(shape) == 2 else 0))
+            return raw
+        vectors, vector = self.transformer(raw)
+        self.meter.note(vector)
+        return vectors
+
+    def raw(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
+        """The untransformed vectors: from a sibling's pass (``shared``), else the cache, else the model (timed)."""
+        if self.shared is None:
+            return self._fetch(texts, role)
+        vectors, hits = self.shared.get(texts, role, lambda missing: self._fetch(missing, role))
+        self.meter.shared_sentences += hits
+        return vectors
+
+    def _fetch(self, texts: Sequence[str], role: Role | None) -> np.ndarray:
         if self.cached is not None:
             return self.cached.encode(texts, role)
         return self.measure(texts, role)
+
+    def fingerprint(self) -> dict[str, str]:
+        """The model's fingerprint, plus the transform's (the cache keys on the model's alone)."""
+        if self.transformer is None:
+            return self.inner.fingerprint()
+        return {**self.inner.fingerprint(), **self.transformer.transform.fingerprint()}
 
     def measure(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
         """Encode with the wrapped encoder, timing it and counting its tokens and forward batches."""
@@ -186,8 +241,11 @@ class MeteredEncoder(EncoderWrapper):
         return vectors
 
     def fit(self, texts: Sequence[str]) -> None:
+        """Corpus-fitted models (TF-IDF) and transforms (whitening, int8 ranges) see every text of the task first."""
         if isinstance(self.inner, CorpusFitted):
             self.inner.fit(texts)
+        if self.transformer is not None:
+            self.transformer.fit(texts)
 
 
 class _Measured(EncoderWrapper):

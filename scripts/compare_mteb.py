@@ -324,5 +324,41 @@ PUBLISHED["SummEval-MTEBv1"] = 0.3081
 DEFAULT_TASKS += ["SummEval", str(REPO / "tasks" / "variants" / "summeval_mteb_v1.toml"), "Banking77Clustering", "EmotionClustering"]
 
 
+# ---- reranking (issue 13) ------------------------------------------------------------------------
+
+
+def reranking_task(task: TaskSpec, split: str) -> tuple[Any, str]:
+    """mteb's SciDocsRR class (an ``AbsTaskRetrieval`` of type Reranking, main score map_at_1000) with the task's data as ``top_ranked``.
+
+    The corpus handed to mteb is the candidate documents (title and text as in the corpus
+    file): mteb encodes its whole corpus but compares each query only with its own
+    candidates, so no other document can change a score; encoding them would only cost time.
+    """
+    import mteb
+
+    from evalkit.adapters.reranking import RerankingAdapter, RerankingSettings
+
+    opts = task.settings_as(RerankingSettings)
+    data = RerankingAdapter().load(task, split, opts)
+    corpus = _dataset(
+        {"id": str(r.get("_id")), "title": r.values.get("title") or "", "text": r.get("text")}
+        for r in read_rows(task.files_for("corpus")[0])
+        if str(r.get("_id")) in data.documents
+    )
+    queries = _dataset({"id": str(r.get("_id")), "text": r.get("text")} for r in read_rows(task.files_for("queries")[0]))
+    ref = mteb.get_task("SciDocsRR")
+    ref.ignore_identical_ids = opts.ignore_identical_ids
+    ref.k_values = tuple(opts.cutoffs)
+    ref._top_k = max(ref.k_values)
+    top_ranked = {q: list(ids) for q, ids in data.candidates.items()}
+    ref.dataset = {"default": {split: {"corpus": corpus, "queries": queries, "relevant_docs": data.qrels, "top_ranked": top_ranked}}}
+    ref.data_loaded = True
+    return ref, "default"
+
+
+EXTRA_TYPES["reranking"] = reranking_task
+DEFAULT_TASKS += ["SciFactReranking"]
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

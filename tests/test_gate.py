@@ -212,7 +212,9 @@ def test_different_data_is_an_input_error(tmp_path: Path, capsys: pytest.Capture
     assert code in (0, 1) and "the bootstrap test is unpaired" in out, out + err
 
 
-def test_a_tampered_main_score_is_an_input_error_not_a_pass(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_tampered_main_score_is_an_input_error_not_a_pass(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """CLS pooling's 73.50 edited up to 82.03 would pass; its own per-unit outcomes give it away."""
     candidate = tmp_path / "forged"
     shutil.copytree(runs["cls"], candidate)
@@ -223,7 +225,9 @@ def test_a_tampered_main_score_is_an_input_error_not_a_pass(runs: dict[str, Path
     assert_input_error(code, out, err, str(path), "field 'main_score'", "disagrees with the 0.734996")
 
 
-def test_a_misspelt_task_rule_is_an_input_error_not_a_pass(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_misspelt_task_rule_is_an_input_error_not_a_pass(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text('[defaults]\nmax_drop = 60\n\n[task."STSBenchmrak"]\nmax_drop = 1\n', encoding="utf-8")
     code, out, err = gate(capsys, "--baseline", runs["sbert"], "--candidate", runs["cls"], "--rules", rules)
@@ -281,6 +285,12 @@ def test_significance_without_units_is_an_input_error(runs: dict[str, Path], tmp
     path = next(candidate.glob("*/*.json"))
     edit(path, units={}, ci={})
     code, out, err = gate(capsys, "--baseline", runs["sbert"], "--candidate", candidate)
+    assert_input_error(code, out, err, "the candidate result of", "has no per-unit outcomes", "re-run the candidate")
+    # both sides without units (e.g. MTEB imports): a drop beyond the rule needs the test, which is impossible
+    baseline = tmp_path / "no-units-base"
+    shutil.copytree(runs["sbert"], baseline)
+    edit(next(baseline.glob("*/*.json")), units={}, ci={})
+    code, out, err = gate(capsys, "--baseline", baseline, "--candidate", candidate)
     assert_input_error(code, out, err, "needs a significance test", "no per-unit outcomes", "require_significance = false")
 
 

@@ -105,10 +105,14 @@ def test_the_collapse_is_a_regression_under_default_rules(sides: tuple[Path, Pat
 # --- rules naming tasks that are not there -------------------------------------------------------------
 
 
-def test_a_rule_for_a_task_in_neither_folder_is_refused_with_did_you_mean(sides: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_rule_for_a_task_in_neither_folder_is_refused_with_did_you_mean(
+    sides: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     """`[task.T33]` meant for T3: ignored, the lax default would pass a 50-point drop."""
     rules = FAST + "[defaults]\nmax_drop = 60\n\n[task.T33]\nmax_drop = 1\n"
-    line = refused(*gate(capsys, *sides, rules), "rules.toml:6", "field 'task.T33'", "neither the baseline nor the candidate", "did you mean 'T3'?")
+    line = refused(
+        *gate(capsys, *sides, rules), "rules.toml:6", "field 'task.T33'", "neither the baseline nor the candidate", "did you mean 'T3'?"
+    )
     assert "regression" not in line
     # the same rules with the name right: a regression, not a pass
     code, out, _ = gate(capsys, *sides, rules.replace("T33", "T3"))
@@ -173,6 +177,16 @@ def test_results_that_predate_the_hashes_compare_with_a_note(tmp_path: Path, cap
 # --- tampered or unreadable candidate files ------------------------------------------------------------------
 
 
+def test_a_candidate_stripped_of_its_units_is_refused(sides: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Without units a forged score could not be checked: one side with units and one without do not compare."""
+    base, cand = sides
+    path = ResultStore(cand).path_for(ENCODER, "T3", "test")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.update(units={}, n_units=0, main_score=0.99, scores={"cosine_spearman": 0.99})
+    path.write_text(json.dumps(data), encoding="utf-8")
+    refused(*gate(capsys, base, cand, FAST), "T3/test: the candidate result of tfidf:lexical has no per-unit outcomes")
+
+
 def raise_score(path: Path, by: float) -> None:
     data = json.loads(path.read_text(encoding="utf-8"))
     data["main_score"] += by
@@ -192,7 +206,10 @@ def test_a_candidate_with_a_forged_main_score_is_refused_not_passed(sides: tuple
     ("spoil", "fragment"),
     [
         (lambda p: p.write_text(p.read_text(encoding="utf-8").replace('"n_units": 60', '"n_units": 1e999'), encoding="utf-8"), "finite"),
-        (lambda p: p.write_text(p.read_text(encoding="utf-8").replace('"main_metric"', '"x": NaN, "main_metric"'), encoding="utf-8"), "finite"),
+        (
+            lambda p: p.write_text(p.read_text(encoding="utf-8").replace('"main_metric"', '"x": NaN, "main_metric"'), encoding="utf-8"),
+            "finite",
+        ),
         (lambda p: p.write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8"), "nested"),
         (lambda p: (p.unlink(), p.symlink_to("/dev/zero")), "character device"),
         (lambda p: (p.unlink(), os.mkfifo(p)), "FIFO"),
@@ -201,7 +218,9 @@ def test_a_candidate_with_a_forged_main_score_is_refused_not_passed(sides: tuple
     ],
     ids=["inf", "nan", "deep", "dev-zero", "fifo", "directory", "bom"],
 )
-def test_an_unreadable_candidate_file_is_exit_2(sides: tuple[Path, Path], capsys: pytest.CaptureFixture[str], spoil: Any, fragment: str | None) -> None:
+def test_an_unreadable_candidate_file_is_exit_2(
+    sides: tuple[Path, Path], capsys: pytest.CaptureFixture[str], spoil: Any, fragment: str | None
+) -> None:
     base, cand = sides
     path = ResultStore(cand).path_for(ENCODER, "STSB", "test")
     spoil(path)
@@ -244,7 +263,9 @@ def test_an_unreadable_candidate_file_is_exit_2(sides: tuple[Path, Path], capsys
         ("a = " + "[" * 5000 + "]" * 5000 + "\n", ("rules.toml", "nested too deeply")),
     ],
 )
-def test_bad_rules_are_one_line_naming_the_field(sides: tuple[Path, Path], capsys: pytest.CaptureFixture[str], rules: str, fragments: tuple[str, ...]) -> None:
+def test_bad_rules_are_one_line_naming_the_field(
+    sides: tuple[Path, Path], capsys: pytest.CaptureFixture[str], rules: str, fragments: tuple[str, ...]
+) -> None:
     refused(*gate(capsys, *sides, rules), *fragments)
 
 
@@ -255,9 +276,13 @@ def test_one_definition_of_the_bootstrap_ranges(tmp_path: Path) -> None:
         rules = tmp_path / f"r{n_boot}.toml"
         rules.write_text(f"[bootstrap]\nn_boot = {n_boot}\n", encoding="utf-8")
         outcomes = []
-        for build in (lambda: Bootstrap(n_boot=n_boot), lambda: BootstrapSettings(n_boot=n_boot), lambda: load_rules(rules)):
+        for build, argument in (
+            (lambda v: Bootstrap(n_boot=v), n_boot),
+            (lambda v: BootstrapSettings(n_boot=v), n_boot),
+            (load_rules, rules),
+        ):
             try:
-                build()
+                build(argument)
                 outcomes.append(True)
             except (EvalkitError, ValueError):
                 outcomes.append(False)
@@ -283,6 +308,7 @@ def test_the_shipped_rule_files_load() -> None:
 
 
 # --- properties: generated rule files and folders --------------------------------------------------------------
+
 
 def mostly(valid: st.SearchStrategy[Any], *invalid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     """Valid values three times as often as each kind of invalid one, so both branches of the property are exercised."""
@@ -327,6 +353,7 @@ rule_tables = st.dictionaries(st.sampled_from([*sorted(RULE_VALUES), *sorted(RUL
 RARELY = st.sampled_from([False, False, False, True])
 
 
+@pytest.mark.timeout(600)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     defaults=rule_tables,
@@ -364,7 +391,9 @@ def test_any_rules_and_folders_give_0_1_or_2_and_2_for_every_invalid_input(
     code, out, err = gate(capsys, base, cand, text, *flags)
     assert code in (0, 1, 2) and "Traceback" not in err
     event(f"exit {code}")
-    allowed = allow or defaults.get("allow_data_change") is True or (task_name.lower() == "t3" and task_rule.get("allow_data_change") is True)
+    allowed = (
+        allow or defaults.get("allow_data_change") is True or (task_name.lower() == "t3" and task_rule.get("allow_data_change") is True)
+    )
     invalid = (
         not valid_rule(defaults)
         or not valid_rule(task_rule)

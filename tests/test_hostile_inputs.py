@@ -630,3 +630,9 @@ def test_fuzz_names_never_reach_an_output_as_control_characters(names: list[str]
     assert_inert("".join(map("".join, table)))
     assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in table[0] + [row[0] for row in table[1:]])
     assert len(table) == len(names) + 1  # one row per encoder, however its name is written
+
+
+def test_a_nul_byte_in_a_data_path_is_a_data_error() -> None:
+    """A TOML string may hold ``\\u0000``; os.stat then raises ValueError, not OSError."""
+    with pytest.raises(DataError, match="embedded null byte"):
+        read_rows(Path("a\x00b.tsv"))

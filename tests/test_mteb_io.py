@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from mteb.results import TaskResult
 
 from evalkit.cli import main as evalkit
-from evalkit.report.sources import load_results
+from evalkit.reading import load_results
 from evalkit.results import ResultStore
 
 REPO = Path(__file__).resolve().parent.parent

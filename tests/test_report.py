@@ -13,7 +13,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from evalkit.cli import main as evalkit
-from evalkit.report.sources import load_results
+from evalkit.reading import load_results
 from evalkit.report.table import build
 from evalkit.results import ResultStore
 from evalkit.results.schema import CellResult

@@ -23,13 +23,17 @@ from hypothesis import strategies as st
 
 from evalkit.cli import main as evalkit
 from evalkit.errors import DataError, EvalkitError
+from evalkit.reading import read_result
+from evalkit.reading import verify_units as check_units
 from evalkit.results import CellResult, ResultStore
-from evalkit.results.schema import SCORE_TOLERANCE, check_units
+from evalkit.results.schema import SCORE_TOLERANCE
 from evalkit.stats import spearman
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = sorted((REPO / "results").rglob("*.json"))
-GOOD_STS = "sentence1\tsentence2\tscore\nA cat sits.\tA cat is sitting.\t4.8\nA dog runs.\tThe stock fell.\t0.2\nRain falls.\tIt rains.\t4.0\n"
+GOOD_STS = (
+    "sentence1\tsentence2\tscore\nA cat sits.\tA cat is sitting.\t4.8\nA dog runs.\tThe stock fell.\t0.2\nRain falls.\tIt rains.\t4.0\n"
+)
 
 
 def sts_result(n: int = 30, seed: int = 0, **changes: Any) -> dict[str, Any]:
@@ -74,7 +78,7 @@ def one_error_line(err: str) -> str:
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(REPO / "results")))
 def test_committed_results_read_and_their_main_score_matches_their_units(path: Path) -> None:
-    result = CellResult.read(path)
+    result = read_result(path)
     assert result.ok and result.main_score is not None and result.units, path
     assert result.main_score == result.scores[result.main_metric]
     check_units(result)  # read() did it already; say so explicitly
@@ -82,7 +86,7 @@ def test_committed_results_read_and_their_main_score_matches_their_units(path: P
 
 def test_there_are_committed_results_of_two_task_types() -> None:
     assert len(COMMITTED) >= 8
-    assert {CellResult.read(p).task_type for p in COMMITTED} >= {"sts", "classification"}
+    assert {read_result(p).task_type for p in COMMITTED} >= {"sts", "classification"}
 
 
 # --- the main score must be what the file's own per-unit outcomes give -----------------------------
@@ -93,7 +97,7 @@ def test_a_main_score_raised_by_hand_is_refused(tmp_path: Path) -> None:
     forged = data["main_score"] + 0.05
     path = write_json(tmp_path / "r.json", {**data, "main_score": forged, "scores": {**data["scores"], "cosine_spearman": forged}})
     with pytest.raises(DataError, match="disagrees with the") as info:
-        CellResult.read(path)
+        read_result(path)
     assert info.value.field == "main_score" and info.value.path == str(path)
 
 
@@ -101,14 +105,14 @@ def test_a_main_score_within_rounding_of_the_units_is_accepted(tmp_path: Path) -
     data = sts_result()
     nudged = data["main_score"] + SCORE_TOLERANCE / 2
     path = write_json(tmp_path / "r.json", {**data, "main_score": nudged, "scores": {**data["scores"], "cosine_spearman": nudged}})
-    assert CellResult.read(path).main_score == nudged
+    assert read_result(path).main_score == nudged
 
 
 def test_main_score_must_equal_its_entry_in_scores(tmp_path: Path) -> None:
     data = sts_result()
     path = write_json(tmp_path / "r.json", {**data, "scores": {**data["scores"], "cosine_spearman": 0.1}})
-    with pytest.raises(DataError, match="is not scores.cosine_spearman") as info:
-        CellResult.read(path)
+    with pytest.raises(DataError, match=r"is not scores\.cosine_spearman") as info:
+        read_result(path)
     assert info.value.field == "main_score"
 
 
@@ -116,25 +120,25 @@ def test_units_that_do_not_fit_n_units_are_refused(tmp_path: Path) -> None:
     data = sts_result(n=30)
     path = write_json(tmp_path / "r.json", {**data, "n_units": 40})
     with pytest.raises(DataError, match="more than the per-unit outcomes hold") as info:
-        CellResult.read(path)
+        read_result(path)
     assert info.value.field == "n_units"
     path = write_json(tmp_path / "r.json", {**data, "n_units": 2**62})  # refused before anything of that size is made
     with pytest.raises(DataError, match="more than the per-unit outcomes hold"):
-        CellResult.read(path)
+        read_result(path)
     path = write_json(tmp_path / "r.json", {**data, "units": {**data["units"], "gold": ["high"] * 30}})
     with pytest.raises(DataError, match="per-unit outcomes do not fit") as info:
-        CellResult.read(path)
+        read_result(path)
     assert info.value.field == "units"
     # fewer units claimed than stored: the score of the first 20 is another number
     path = write_json(tmp_path / "r.json", {**data, "n_units": 20})
     with pytest.raises(DataError, match="disagrees"):
-        CellResult.read(path)
+        read_result(path)
 
 
 def test_results_without_units_are_not_checked_against_them(tmp_path: Path) -> None:
     """MTEB imports and bench rows carry no per-unit outcomes: nothing to recompute, nothing refused."""
     data = sts_result(units={}, n_units=0)
-    assert CellResult.read(write_json(tmp_path / "r.json", data)).units == {}
+    assert read_result(write_json(tmp_path / "r.json", data)).units == {}
 
 
 # --- status and score ------------------------------------------------------------------------------
@@ -161,10 +165,10 @@ def test_results_without_units_are_not_checked_against_them(tmp_path: Path) -> N
 def test_fields_are_checked_by_the_model(tmp_path: Path, changes: dict[str, Any], field: str | None, fragment: str | None) -> None:
     path = write_json(tmp_path / "r.json", sts_result(**changes))
     if field is None:
-        CellResult.read(path)
+        read_result(path)
         return
     with pytest.raises(DataError) as info:
-        CellResult.read(path)
+        read_result(path)
     assert info.value.field == field and fragment in info.value.render() and info.value.path == str(path), info.value.render()
 
 
@@ -173,13 +177,13 @@ def test_a_file_must_state_its_required_fields(tmp_path: Path, missing: str) -> 
     data = sts_result()
     del data[missing]
     with pytest.raises(DataError, match="required field is missing") as info:
-        CellResult.read(write_json(tmp_path / "r.json", data))
+        read_result(write_json(tmp_path / "r.json", data))
     assert info.value.field == missing
 
 
 def test_old_files_without_the_new_fields_still_read(tmp_path: Path) -> None:
     """task_hash, data_hash and warnings are optional: a version-1 file from before them reads as before."""
-    result = CellResult.read(write_json(tmp_path / "r.json", sts_result()))
+    result = read_result(write_json(tmp_path / "r.json", sts_result()))
     assert result.task_hash is None and result.data_hash is None and result.warnings == []
 
 
@@ -199,8 +203,8 @@ def test_non_finite_numbers_are_refused_wherever_they_are(tmp_path: Path, text: 
         data[where] = {"value": marker}
     path = tmp_path / "r.json"
     path.write_text(json.dumps(data).replace("123456.5", text), encoding="utf-8")
-    with pytest.raises(DataError, match="finite|number evalkit does not read") as info:
-        CellResult.read(path)
+    with pytest.raises(DataError, match=r"finite|number evalkit does not read") as info:
+        read_result(path)
     assert info.value.path == str(path)
 
 
@@ -241,19 +245,19 @@ def test_unreadable_paths_are_one_data_error(tmp_path: Path, make: Any, fragment
     path.parent.mkdir()
     make(path)
     with pytest.raises(DataError, match=fragment):
-        CellResult.read(path)
+        read_result(path)
 
 
 def test_a_byte_order_mark_is_dropped(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(sts_result()).encode())
-    assert CellResult.read(path).task == "Tiny"
+    assert read_result(path).task == "Tiny"
 
 
 def test_a_written_result_reads_back_equal(tmp_path: Path) -> None:
     result = CellResult(**sts_result(warnings=["pairs.tsv:3: duplicate row"], task_hash="t", data_hash="d"))
     path = ResultStore(tmp_path).write(result)
-    assert CellResult.read(path) == result
+    assert read_result(path) == result
     assert result.replace(created_at="later").created_at == "later"
     with pytest.raises(DataError):
         result.replace(main_score=None)
@@ -274,7 +278,7 @@ def test_run_redoes_a_cell_whose_file_is_nested_100k_deep_and_report_refuses_it(
     task, out = tiny_task(tmp_path), tmp_path / "out"
     assert evalkit(["run", "-e", "tfidf:lexical", "-t", str(task), "-o", str(out), "--no-progress", "--no-report"]) == 0
     (path,) = ResultStore(out).files()
-    good = CellResult.read(path)
+    good = read_result(path)
     assert good.task_hash and good.data_hash and good.ok
     path.write_text(deep(100_000), encoding="utf-8")
     capsys.readouterr()
@@ -283,7 +287,7 @@ def test_run_redoes_a_cell_whose_file_is_nested_100k_deep_and_report_refuses_it(
     assert str(path) in line and "nested" in line
     assert evalkit(["run", "-e", "tfidf:lexical", "-t", str(task), "-o", str(out), "--no-progress", "--no-report"]) == 0
     assert "redoing" in capsys.readouterr().err
-    assert CellResult.read(path).comparable() == good.comparable()
+    assert read_result(path).comparable() == good.comparable()
 
 
 @pytest.mark.timeout(60)
@@ -316,7 +320,7 @@ def test_an_undefined_main_score_is_a_failed_cell_with_the_reason(tmp_path: Path
     assert evalkit(["run", "-e", "tfidf:lexical", "-t", str(task), "-o", str(out), "--no-progress", "--no-report"]) == 1
     assert "Traceback" not in capsys.readouterr().err
     (path,) = ResultStore(out).files()
-    result = CellResult.read(path)
+    result = read_result(path)
     assert result.status == "failed" and result.main_score is None and result.scores == {}
     assert result.error is not None and "'cosine_spearman' is undefined" in result.error
     assert result.task_hash and result.data_hash
@@ -334,6 +338,7 @@ JSON_VALUES = st.recursive(
 FIELDS = [*sts_result(), "units.gold", "units.cosine", "scores.cosine_spearman", "throughput", "error", "warnings", "extra"]
 
 
+@pytest.mark.timeout(300)
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(FIELDS), value=JSON_VALUES, drop=st.booleans())
 def test_any_mutation_of_a_valid_file_reads_or_is_one_data_error(tmp_path: Path, field: str, value: Any, drop: bool) -> None:
@@ -347,7 +352,7 @@ def test_any_mutation_of_a_valid_file_reads_or_is_one_data_error(tmp_path: Path,
         target[key] = value
     path = write_json(tmp_path / "m.json", data)
     try:
-        result = CellResult.read(path)
+        result = read_result(path)
     except DataError as exc:
         assert exc.path == str(path) and "\n" not in exc.render()
         return
@@ -355,16 +360,17 @@ def test_any_mutation_of_a_valid_file_reads_or_is_one_data_error(tmp_path: Path,
     assert result.ok == (result.main_score is not None)
     if result.ok:
         assert result.scores[result.main_metric] == result.main_score
-    assert CellResult.read(write_json(tmp_path / "again.json", json.loads(result.to_json()))) == result
+    assert read_result(write_json(tmp_path / "again.json", json.loads(result.to_json()))) == result
 
 
+@pytest.mark.timeout(300)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=st.binary(max_size=64) | st.text(max_size=64).map(str.encode))
 def test_arbitrary_bytes_are_a_data_error(tmp_path: Path, raw: bytes) -> None:
     path = tmp_path / "b.json"
     path.write_bytes(raw)
     with pytest.raises(EvalkitError):
-        CellResult.read(path)
+        read_result(path)
 
 
 def test_committed_folders_report_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

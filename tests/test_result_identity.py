@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from evalkit.cli import main
 from evalkit.errors import DataError
-from evalkit.report.sources import load_results
+from evalkit.reading import load_results
 from evalkit.results import CellResult, ResultStore
 from evalkit.results.store import file_name
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from scipy.stats import norm, spearmanr
 
-from evalkit import stats
+from evalkit import reading, stats
 from evalkit.adapters.sts import STSAdapter
 from evalkit.errors import EvalkitError
-from evalkit.report.sources import load_results
+from evalkit.reading import load_results
 from evalkit.results.schema import CellResult
 
 BASELINE = Path(__file__).resolve().parent.parent / "results" / "baseline"
@@ -96,7 +96,7 @@ def test_same_seed_gives_identical_intervals_and_another_seed_does_not(stsb: dic
 def test_sts_interval_agrees_with_the_fisher_z_interval(stsb: dict[str, CellResult]) -> None:
     """An independent analytic reference for Spearman: Fisher z with Bonett & Wright's standard error."""
     cell = stsb["sbert:all-MiniLM-L6-v2"]
-    interval = stats.result_interval(cell)
+    interval = reading.interval(cell)
     assert interval is not None and interval.low is not None and interval.high is not None
     r, n = cell.main_score, cell.n_units
     se = np.sqrt((1 + r**2 / 2) / (n - 3))  # type: ignore[operator]

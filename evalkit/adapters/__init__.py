@@ -15,6 +15,7 @@ ADAPTERS.register_lazy("sts", "evalkit.adapters.sts:STSAdapter")
 ADAPTERS.register_lazy("classification", "evalkit.adapters.classification:ClassificationAdapter")
 ADAPTERS.register_lazy("pair_classification", "evalkit.adapters.pair_classification:PairClassificationAdapter")
 ADAPTERS.register_lazy("retrieval", "evalkit.adapters.retrieval:RetrievalAdapter")
+ADAPTERS.register_lazy("reranking", "evalkit.adapters.reranking:RerankingAdapter")
 ADAPTERS.register_lazy("summarization", "evalkit.adapters.summarization:SummarizationAdapter")
 ADAPTERS.register_lazy("clustering", "evalkit.adapters.clustering:ClusteringAdapter")
 

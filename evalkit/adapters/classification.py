@@ -18,6 +18,20 @@ alone (a task with a single file group, or scoring the train split itself):
 only with this protocol), undersampling each fold's training part. MTEB uses a plain
 shuffled KFold, not a stratified one; it is kept for parity.
 
+``protocol = "senteval"``: SentEval's ``InnerKFoldClassifier`` (``usepytorch=False``),
+for tasks with a single split (MR, CR, SUBJ, MPQA style): outer
+``StratifiedKFold(k_folds, shuffle=True, random_state=seed)`` (``k_folds`` default 10,
+``seed`` default 1111, SentEval's), no undersampling; in each outer fold the L2 penalty
+``C`` is chosen from SentEval's grid ``[2**t for t in range(-2, 4)]`` by an inner
+stratified k-fold on the fold's training part (same k and seed; dev accuracies rounded
+to 2 decimals in percent and the first best kept, as there), then
+``LogisticRegression(C, random_state=seed, max_iter)`` is refitted on the whole training
+part and scored on the held-out fold. ``accuracy`` is the mean fold accuracy (SentEval
+rounds each to 2 decimals in percent: that number is ``details.senteval.test_accuracy``);
+the other metrics are averaged over folds. The logistic regression is scikit-learn's of
+today (lbfgs); SentEval's papers ran sklearn < 0.22, whose default solver was liblinear.
+Costs ``k_folds * (6 * k_folds + 1)`` fits (610 at k = 10).
+
 Data: TSV/CSV/JSONL with ``text`` and ``label`` columns (int or string labels;
 renamable with ``settings.columns``). Blank texts, empty labels, duplicate rows and
 texts repeated with a different label are warnings (``TaskOutcome.warnings``), as are
@@ -28,7 +42,7 @@ experiment whose training sample holds one label is refused before any model loa
 from __future__ import annotations
 
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
@@ -36,6 +50,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from evalkit import subset
 from evalkit.adapters.base import TaskOutcome, embed, emit, fit_if_needed, quality_warnings, where
 from evalkit.data import Row, read_many
 from evalkit.encoders.base import Encoder
@@ -46,6 +61,9 @@ from evalkit.taskspec import TaskSpec
 
 METRICS = ("accuracy", "f1", "f1_weighted", "precision", "precision_weighted", "recall", "recall_weighted", "ap", "ap_weighted")
 LABEL_LIMIT = 2**63  # labels are numpy int64 inside scikit-learn
+SENTEVAL_GRID = tuple(2**t for t in range(-2, 4, 1))  # InnerKFoldClassifier's C values when usepytorch=False
+SENTEVAL_K_FOLDS = 10  # SentEval's examples run kfold = 10
+SENTEVAL_SEED = 1111  # SentEval's default seed (its folds' random_state)
 
 
 class ClassificationColumns(Schema):
@@ -63,7 +81,11 @@ class ClassificationColumns(Schema):
 class ClassificationSettings(Schema):
     """``[settings]`` of a classification task; ``train_split`` and ``k_folds`` resolve to the protocol's defaults."""
 
-    protocol: Literal["train_test", "cross_validation"] = "train_test"
+    protocol: Literal["train_test", "cross_validation", "senteval"] = Field(
+        default="train_test",
+        description="train_test (train on train_split), cross_validation (MTEB's k-fold on the split) or senteval "
+        "(SentEval's stratified 10-fold with the L2 penalty chosen by inner cross-validation)",
+    )
     mode: Literal["undersample", "full"] = "undersample"
     n_experiments: Annotated[int, Field(ge=1, le=1000)] = 10
     samples_per_label: Annotated[int, Field(ge=1, le=10**9)] = 8
@@ -73,9 +95,26 @@ class ClassificationSettings(Schema):
     max_iter: Annotated[int, Field(ge=1, le=100_000)] = 100
     columns: ClassificationColumns = Field(default_factory=ClassificationColumns)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _senteval_defaults(cls, data: Any) -> Any:
+        """SentEval's own defaults under its protocol: every training example (no undersampling) and seed 1111."""
+        if isinstance(data, dict) and data.get("protocol") == "senteval":
+            return {"mode": "full", "seed": SENTEVAL_SEED, **data}
+        return data
+
+    @field_validator("mode")
+    @classmethod
+    def _senteval_mode(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("protocol") == "senteval" and value != "full":
+            raise ValueError("protocol = 'senteval' trains on every example of each fold; undersampling does not apply")
+        return value
+
     @field_validator("n_experiments", "samples_per_label")
     @classmethod
     def _undersampling_only(cls, value: int, info: ValidationInfo) -> int:
+        if info.data.get("protocol") == "senteval":
+            raise ValueError("does not apply to protocol = 'senteval' (each fold trains on all of its training part)")
         if info.data.get("mode") == "full":
             raise ValueError("applies only to mode = 'undersample' (mode = 'full' fits once on all of train)")
         return value
@@ -84,9 +123,9 @@ class ClassificationSettings(Schema):
     @classmethod
     def _train_split(cls, value: str | None, info: ValidationInfo) -> str | None:
         protocol = info.data.get("protocol")
-        if protocol == "cross_validation":
+        if protocol in ("cross_validation", "senteval"):
             if value is not None:
-                raise ValueError("does not apply to protocol = 'cross_validation' (the folds come from the evaluated split)")
+                raise ValueError(f"does not apply to protocol = '{protocol}' (the folds come from the evaluated split)")
             return None
         value = value or "train"
         groups = groups_in(info)
@@ -103,8 +142,10 @@ class ClassificationSettings(Schema):
         protocol = info.data.get("protocol")
         if protocol == "cross_validation":
             return 5 if value is None else value
+        if protocol == "senteval":
+            return SENTEVAL_K_FOLDS if value is None else value
         if value is not None and protocol is not None:
-            raise ValueError("applies only to protocol = 'cross_validation'")
+            raise ValueError("applies only to protocol = 'cross_validation' or 'senteval'")
         return value
 
 
@@ -122,7 +163,8 @@ class Plan:
 
     ``runs`` are (training indices, test indices): into ``train`` and ``test`` for the
     train/test protocol (test indices None: all of test), into ``test`` for
-    cross-validation (``train`` is None).
+    cross-validation (``train`` is None). ``inner`` (SentEval only) holds each run's
+    inner folds, as (training, held-out) positions into that run's training indices.
     """
 
     settings: ClassificationSettings
@@ -130,6 +172,7 @@ class Plan:
     train: Labelled | None
     runs: list[tuple[list[int], list[int] | None]]
     warnings: tuple[str, ...] = field(default=())
+    inner: list[list[tuple[np.ndarray, np.ndarray]]] | None = None
 
 
 def undersample(labels: Sequence[Hashable], per_label: int, seed: int, order: list[int] | None) -> tuple[list[int], list[int]]:
@@ -176,6 +219,46 @@ def _label_key(label: Hashable) -> tuple[int, Any]:
     return (0, label) if isinstance(label, int) else (1, str(label))
 
 
+def limited(data: Labelled, task: TaskSpec) -> Labelled:
+    """``--limit``: a stratified sample of the evaluated split (every row was checked when it loaded)."""
+    keep = subset.stratified(data.labels, subset.limit_of(task))
+    if keep is None:
+        return data
+    return Labelled(subset.pick(data.texts, keep), subset.pick(data.labels, keep), subset.pick(data.rows, keep), data.warnings)
+
+
+def _stratified(task: TaskSpec, labels: np.ndarray, k: int, seed: int, what: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``StratifiedKFold(k, shuffle=True, random_state=seed)`` folds of ``labels`` (SentEval's), or one DataError."""
+    from sklearn.model_selection import StratifiedKFold
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a label rarer than k: said once in the plan's warnings
+        try:
+            return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros((len(labels), 1)), labels))
+        except ValueError as exc:
+            raise task.error("settings.k_folds", f"{k} stratified folds{what} cannot be made: {exc}"[:300]) from None
+
+
+def senteval_penalty(
+    x: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], seed: int, max_iter: int
+) -> tuple[float, float]:
+    """SentEval's inner cross-validation: the grid's C with the best dev accuracy (percent, rounded to 2 decimals, first best)."""
+    from sklearn.linear_model import LogisticRegression
+
+    scores = []
+    for c in SENTEVAL_GRID:
+        accuracies = []
+        for inner_train, inner_test in folds:
+            model = LogisticRegression(C=c, random_state=seed, max_iter=max_iter)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter=100 is SentEval's protocol too
+                model.fit(x[inner_train], y[inner_train])
+            accuracies.append(model.score(x[inner_test], y[inner_test]))
+        scores.append(round(100 * np.mean(accuracies), 2))  # numpy's rounding of a numpy float, exactly as SentEval
+    best = int(np.argmax(scores))
+    return float(SENTEVAL_GRID[best]), float(scores[best])
+
+
 def mean_scores(per_experiment: list[dict[str, float | None]]) -> dict[str, float | None]:
     """MTEB's ``_calculate_avg_scores``: mean of each metric over the experiments that define it."""
     out: dict[str, float | None] = {}
@@ -189,6 +272,7 @@ class ClassificationAdapter:
     task_type: ClassVar[str] = "classification"
     main_metric: ClassVar[str] = "accuracy"
     Settings: ClassVar[type[Schema]] = ClassificationSettings
+    limit_unit: ClassVar[str] = "examples"  # --limit N: N examples of the evaluated split, stratified; train untouched
     metrics: ClassVar[tuple[str, ...]] = METRICS
 
     def validate(self, task: TaskSpec, split: str | None = None) -> None:
@@ -224,6 +308,8 @@ class ClassificationAdapter:
         settings = task.settings_as(ClassificationSettings)
         if settings.protocol == "cross_validation":
             return self._plan_folds(task, split, settings)
+        if settings.protocol == "senteval":
+            return self._plan_senteval(task, split, settings)
         train_split = settings.train_split or "train"
         if split == train_split:
             raise DataError(
@@ -240,7 +326,7 @@ class ClassificationAdapter:
                 "the classifier would be scored on its own training data",
                 hint="point the groups at different files, or set protocol = 'cross_validation'",
             )
-        test = self.load(task, split)
+        test = limited(self.load(task, split), task)
         train = self.load(task, train_split)
         notes = [*train.warnings, *test.warnings, *self._check_labels(task, train, test)]
         if settings.mode == "full":
@@ -257,7 +343,7 @@ class ClassificationAdapter:
         """MTEB's ``_evaluate_subset_cross_validation`` folds (the shuffled order is carried from fold to fold, as there)."""
         from sklearn.model_selection import KFold
 
-        data = self.load(task, split)
+        data = limited(self.load(task, split), task)
         labels, k = data.labels, settings.k_folds or 5
         if len(labels) < k:
             raise task.error("settings.k_folds", f"split '{split}' has {len(labels)} examples, too few for {k} folds")
@@ -281,6 +367,40 @@ class ClassificationAdapter:
             runs.append((chosen, [int(i) for i in test_idx]))
         self._check_main_score(task, data)
         return Plan(settings, data, None, runs, data.warnings)
+
+    def _plan_senteval(self, task: TaskSpec, split: str, settings: ClassificationSettings) -> Plan:
+        """SentEval's ``InnerKFoldClassifier`` folds, outer and inner, from labels alone: every training part must hold two labels."""
+        data = limited(self.load(task, split), task)
+        k = settings.k_folds or SENTEVAL_K_FOLDS
+        labels = np.asarray(data.labels)
+        counts = Counter(data.labels)
+        if len(counts) < 2:
+            raise DataError(
+                f"split '{split}' has a single label ({next(iter(counts))!r}); a classifier needs two"[:200], path=data.rows[0].path
+            )
+        notes = list(data.warnings)
+        rare = sorted((label for label, n in counts.items() if n < k), key=_label_key)
+        if rare:
+            shown = ", ".join(repr(label)[:40] for label in rare[:5]) + (", ..." if len(rare) > 5 else "")
+            notes.append(
+                f"{data.rows[0].path}: {len(rare)} labels have fewer than {k} examples ({shown}); "
+                "some folds hold none of them (stratified folds, as in SentEval)"
+            )
+        runs: list[tuple[list[int], list[int] | None]] = []
+        inner: list[list[tuple[np.ndarray, np.ndarray]]] = []
+        for number, (train_idx, test_idx) in enumerate(_stratified(task, labels, k, settings.seed, ""), 1):
+            part = labels[train_idx]
+            folds = _stratified(task, part, k, settings.seed, f" of the training part of fold {number}")
+            if any(len(set(part[inner_train].tolist())) < 2 for inner_train, _ in [(np.arange(len(part)), None), *folds]):
+                raise task.error(
+                    "settings.k_folds",
+                    f"a training part of fold {number} of {k} (outer or inner) holds a single label; a classifier needs two",
+                    hint="use fewer folds, or more examples per label",
+                )
+            runs.append(([int(i) for i in train_idx], [int(i) for i in test_idx]))
+            inner.append(folds)
+        self._check_main_score(task, data)
+        return Plan(settings, data, None, runs, tuple(notes), inner=inner)
 
     def _check_labels(self, task: TaskSpec, train: Labelled, test: Labelled) -> list[str]:
         """A train split with one class cannot be fitted; test labels unseen in train are kept as MTEB does, with a warning."""
@@ -320,6 +440,13 @@ class ClassificationAdapter:
                     (vectors[chosen], [test.labels[i] for i in chosen], vectors[members], [test.labels[i] for i in members], members)
                 )
             extra: dict[str, Any] = {"cross_validation_folds": len(plan.runs)}
+            if plan.inner is not None:  # SentEval: each fold's L2 penalty from its own inner cross-validation
+                labels, opts = np.asarray(test.labels), plan.settings
+                chosen = [
+                    senteval_penalty(vectors[part], labels[part], folds, opts.seed, opts.max_iter)
+                    for (part, _), folds in zip(plan.runs, plan.inner, strict=True)
+                ]
+                extra["senteval"] = {"C": [c for c, _ in chosen], "dev_accuracy": [dev for _, dev in chosen]}
         else:
             train = plan.train
             union = sorted(set().union(*(picked for picked, _ in plan.runs)))
@@ -340,9 +467,11 @@ class ClassificationAdapter:
     ) -> TaskOutcome:
         from sklearn.linear_model import LogisticRegression
 
+        senteval = extra.get("senteval")
         per_experiment, correct = [], []
-        for x_train, y_train, x_test, y_test, members in runs:
-            model = LogisticRegression(max_iter=settings.max_iter, random_state=settings.seed)
+        for number, (x_train, y_train, x_test, y_test, members) in enumerate(runs):
+            penalty = senteval["C"][number] if senteval else 1.0  # sklearn's default C elsewhere (MTEB)
+            model = LogisticRegression(C=penalty, max_iter=settings.max_iter, random_state=settings.seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter=100 is MTEB's protocol, not a fault
                 model.fit(x_train, y_train)
@@ -356,6 +485,9 @@ class ClassificationAdapter:
                 for i, hit in zip(members, hits, strict=True):
                     marks[i] = hit
                 correct.append("".join(marks))
+        if senteval:  # the numbers SentEval prints: percent, each fold rounded to 2 decimals, then the mean rounded
+            senteval["dev_accuracy_mean"] = float(round(np.mean(senteval["dev_accuracy"]), 2))
+            senteval["test_accuracy"] = float(round(np.mean([round(100 * s["accuracy"], 2) for s in per_experiment]), 2))  # type: ignore[operator]
         return TaskOutcome(
             main_metric=self.main_metric,
             scores=mean_scores(per_experiment),

@@ -39,6 +39,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
+from evalkit import subset
 from evalkit.adapters.base import TaskOutcome, embed, fit_if_needed
 from evalkit.adapters.records import Record, parse_record
 from evalkit.data import Row, read_many
@@ -163,6 +164,7 @@ class ClusteringAdapter:
     task_type: ClassVar[str] = "clustering"
     main_metric: ClassVar[str] = "v_measure"
     Settings: ClassVar[type[Schema]] = ClusteringSettings
+    limit_unit: ClassVar[str] = "documents"  # --limit N: at most N documents embedded, stratified by label (by set too, legacy)
 
     def metric_names(self, settings: ClusteringSettings) -> tuple[str, ...]:
         return METRICS[settings.mode]
@@ -174,6 +176,14 @@ class ClusteringAdapter:
         """The documents and the whole sampling plan; every data problem surfaces here, before a model loads."""
         opts = task.settings_as(ClusteringSettings)
         documents = self._read(task, split, opts)
+        if opts.mode == "legacy":  # --limit: a sample stratified by set and label (v2 samples what it embeds)
+            sets = documents.sets
+            keep = subset.stratified(list(zip(sets or [None] * len(documents.labels), documents.labels, strict=True)), task.limit)
+            if keep is not None:
+                pick = subset.pick
+                documents = Documents(
+                    pick(documents.texts, keep), pick(documents.labels, keep), sets and pick(sets, keep), pick(documents.rows, keep)
+                )
         plan = self._plan_v2(documents, opts, task) if opts.mode == "v2" else self._plan_legacy(documents, opts)
         return documents, plan
 
@@ -233,6 +243,8 @@ class ClusteringAdapter:
                     hint="raise the fraction, set max_document_to_embed, or subsample = false",
                 )
             embedded = rng.sample(range(n), k=count)
+        keep = subset.stratified([docs.labels[i] for i in embedded], task.limit)  # --limit: embed at most N of them
+        embedded = subset.pick(embedded, keep)
         k = len({docs.labels[i] for i in embedded})
         if k < 2:
             raise DataError(

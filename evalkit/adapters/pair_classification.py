@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
+from evalkit import subset
 from evalkit.adapters.base import TaskOutcome, embed_pairs, emit, quality_warnings
 from evalkit.adapters.similarity import similarities
 from evalkit.data import read_many
@@ -113,6 +114,7 @@ class PairClassificationAdapter:
     task_type: ClassVar[str] = "pair_classification"
     main_metric: ClassVar[str] = "max_ap"
     Settings: ClassVar[type[Schema]] = PairClassificationSettings
+    limit_unit: ClassVar[str] = "pairs"  # --limit N: N pairs stratified by label (evalkit.subset)
     metrics: ClassVar[tuple[str, ...]] = (*(f"{f}_{k}" for f in FUNCTIONS for k in KINDS), *(f"max_{k}" for k in KINDS))
 
     def validate(self, task: TaskSpec, split: str | None = None) -> None:
@@ -134,6 +136,11 @@ class PairClassificationAdapter:
         notes = quality_warnings(
             rows, {columns.sentence1: first, columns.sentence2: second}, key=lambda i: (first[i], second[i]), target=labels, what="pair"
         )
+        keep = subset.stratified(labels, subset.limit_of(task))
+        if keep is not None:  # --limit: checked on every pair above, scored on the sample
+            first, second, y = subset.pick(first, keep), subset.pick(second, keep), y[keep]
+            if y.min() == y.max():
+                raise DataError(f"--limit {task.limit} keeps pairs of a single label; AP needs both", path=rows[0].path, field="--limit")
         return Pairs(first, second, y, tuple(notes))
 
     def evaluate(self, encoder: Encoder, task: TaskSpec, split: str) -> TaskOutcome:

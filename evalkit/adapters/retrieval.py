@@ -24,6 +24,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from evalkit import subset
 from evalkit.adapters.base import TaskOutcome, embed, emit, fit_if_needed, where
 from evalkit.data import iter_jsonl, read_rows
 from evalkit.encoders.base import CorpusFitted, Encoder, Role
@@ -63,6 +64,7 @@ class Judged:
     qrels: dict[str, dict[str, int]]
     n_docs: int
     warnings: tuple[str, ...] = ()
+    documents: frozenset[str] | None = None  # --limit: the corpus ids kept (None: the whole corpus)
 
 
 QUERY_BLOCK_CELLS = 1 << 24  # similarity cells scored at once (64 MiB of float32)
@@ -124,6 +126,7 @@ class RetrievalAdapter:
     task_type: ClassVar[str] = "retrieval"
     main_metric: ClassVar[str] = "ndcg_at_10"
     Settings: ClassVar[type[Schema]] = RetrievalSettings
+    limit_unit: ClassVar[str] = "queries"  # --limit N: N queries, their judged documents and a sample of the rest
     metrics: ClassVar[tuple[str, ...]] = tuple(f"{family}_{k}" for family in FAMILIES for k in DEFAULT_K)
 
     def metric_names(self, settings: Schema) -> tuple[str, ...]:
@@ -213,6 +216,10 @@ class RetrievalAdapter:
             raise DataError("every judged query is empty; the ranking would be meaningless", path=queries_path, field="text")
         if blank:
             notes.append(f"{where(queries_path, blank[0])}: {len(blank)} empty or whitespace-only queries")
+        limited = subset.retrieval(judged, qrels, list(doc_lines), subset.limit_of(task))
+        if limited is not None:  # --limit: every line checked above, a sample scored
+            judged, qrels, kept = limited
+            return Judged(judged, qrels, len(kept), tuple(notes), kept)
         return Judged(judged, qrels, len(doc_lines), tuple(notes))
 
     def _single(self, task: TaskSpec, key: str) -> tuple[Path]:
@@ -226,15 +233,23 @@ class RetrievalAdapter:
         judged = self.load(task, split, settings)
         queries, qrels, n_docs = judged.queries, judged.qrels, judged.n_docs
         corpus_path = task.files_for("corpus")[0]
+        kept = judged.documents
+
+        def corpus() -> Iterator[list[tuple[str, str, int]]]:  # the whole corpus, or the documents --limit kept
+            for chunk in iter_corpus(corpus_path, settings.chunk_size):
+                chunk = chunk if kept is None else [doc for doc in chunk if doc[0] in kept]
+                if chunk:
+                    yield chunk
+
         if isinstance(encoder, CorpusFitted):  # TF-IDF sees every text first (this one pass holds the corpus text)
-            fit_if_needed(encoder, [t for c in iter_corpus(corpus_path, settings.chunk_size) for _, t, _ in c] + list(queries.values()))
+            fit_if_needed(encoder, [t for c in corpus() for _, t, _ in c] + list(queries.values()))
         query_ids = list(queries)
         cosine = settings.similarity == "cosine"
         query_vectors = _unit(embed(encoder, list(queries.values()), Role.QUERY), cosine)
         doc_ids: list[str] = []
 
         def doc_chunks() -> Iterator[np.ndarray]:
-            for chunk in iter_corpus(corpus_path, settings.chunk_size):
+            for chunk in corpus():
                 doc_ids.extend(doc_id for doc_id, _, _ in chunk)
                 yield _unit(embed(encoder, [text for _, text, _ in chunk], Role.DOCUMENT), cosine)
 

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from evalkit import subset
 from evalkit.adapters.base import TaskOutcome, embed_pairs, emit, finite, quality_warnings
 from evalkit.adapters.similarity import similarities
 from evalkit.data import read_many
@@ -89,6 +90,7 @@ class STSAdapter:
     task_type: ClassVar[str] = "sts"
     main_metric: ClassVar[str] = "cosine_spearman"
     Settings: ClassVar[type[Schema]] = STSSettings
+    limit_unit: ClassVar[str] = "pairs"  # --limit N: a uniform sample of N pairs (evalkit.subset)
     metrics: ClassVar[tuple[str, ...]] = (
         *(f"{name}_{kind}" for name in FUNCTIONS for kind in ("pearson", "spearman")),
         "pearson",
@@ -127,6 +129,11 @@ class STSAdapter:
             what="pair",
             target_name="score",
         )
+        keep = subset.sample(len(gold), subset.limit_of(task))
+        if keep is not None:  # --limit: checked on every pair above, scored on the sample
+            first, second, gold = subset.pick(first, keep), subset.pick(second, keep), gold[keep]
+            if gold.min() == gold.max():
+                raise DataError(f"the {len(keep)} pairs of --limit {task.limit} share one gold score", path=rows[0].path, field="--limit")
         return STSData(first, second, gold, tuple(notes))
 
     def evaluate(self, encoder: Encoder, task: TaskSpec, split: str) -> TaskOutcome:

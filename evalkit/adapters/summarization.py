@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from evalkit import subset
 from evalkit.adapters.base import TaskOutcome, embed, finite, fit_if_needed
 from evalkit.adapters.records import Record, parse_record
 from evalkit.data import Row, read_many
@@ -144,6 +145,7 @@ class SummarizationAdapter:
     task_type: ClassVar[str] = "summarization"
     main_metric: ClassVar[str] = "cosine_spearman"
     Settings: ClassVar[type[Schema]] = SummarizationSettings
+    limit_unit: ClassVar[str] = "texts"  # --limit N: a uniform sample of N texts (evalkit.subset)
     metrics: ClassVar[tuple[str, ...]] = (*METRICS[:4], "spearman", "pearson")
 
     def validate(self, task: TaskSpec, split: str | None = None) -> None:
@@ -178,7 +180,8 @@ class SummarizationAdapter:
             machine.append(record.machine_summaries)
             gold.append((scores - opts.min_score) / (opts.max_score - opts.min_score))
             rows.append(row)
-        return Summaries(human, machine, gold, rows)
+        keep = subset.sample(len(rows), subset.limit_of(task))  # --limit: every text checked above, a sample scored
+        return Summaries(subset.pick(human, keep), subset.pick(machine, keep), subset.pick(gold, keep), subset.pick(rows, keep))
 
     def evaluate(self, encoder: Encoder, task: TaskSpec, split: str) -> TaskOutcome:
         opts = task.settings_as(SummarizationSettings)

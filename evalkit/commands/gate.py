@@ -44,13 +44,14 @@ def register(sub: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     from evalkit.gate import gate_folders
     from evalkit.gate_rules import load_rules
+    from evalkit.report.gate_summary import render_gate
     from evalkit.results.store import atomic_write
 
     if args.summary:
         check_summary_path(args.summary, [args.baseline, args.candidate])
     rules = load_rules(args.rules)
     report = gate_folders(args.baseline, args.candidate, rules, args.match, allow_data_change=args.allow_data_change)
-    text = report.markdown()
+    text = render_gate(report)
     sys.stdout.write(text)
     from evalkit.report.formats import plain
 

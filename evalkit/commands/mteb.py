@@ -36,8 +36,8 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
+    from evalkit.reading import load_results
     from evalkit.report.mteb_io import export_results
-    from evalkit.report.sources import load_results
 
     results = [r for r in load_results(args.results) if r.ok]
     if not results:

@@ -47,8 +47,8 @@ def show(results: Sequence[CellResult], folder: Path) -> list[Path]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from evalkit.reading import load_results
     from evalkit.report.formats import render, render_terminal, write_reports
-    from evalkit.report.sources import load_results
     from evalkit.report.table import build
     from evalkit.schemas.cli import ReportFlags, check_flags
     from evalkit.stats import Bootstrap

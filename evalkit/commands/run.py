@@ -18,6 +18,12 @@ def register(sub: Any) -> None:
     run.add_argument("-o", "--output", type=Path, default=Path(DEFAULT_OUTPUT), help=f"results folder (default {DEFAULT_OUTPUT})")
     run.add_argument("--split", help="evaluate this split instead of each task's default")
     run.add_argument("--tasks-dir", action="append", default=[], type=Path, help="extra folder of task files")
+    run.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="quick subset: at most N pairs / examples / queries / documents / texts per task, seeded; results marked as subsets",
+    )
     again = run.add_mutually_exclusive_group()
     again.add_argument(
         "--resume", dest="overwrite", action="store_false", help="skip cells that have a valid result for this configuration (default)"
@@ -35,58 +41,42 @@ def register(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """The CLI face of :func:`evalkit.api.evaluate`: same validation, same executor, plus the printed table."""
+    from evalkit.api import execute, prepare
     from evalkit.defaults import DEFAULT_ENCODERS, DEFAULT_TASKS
-    from evalkit.encoders import check_spec, streams
-    from evalkit.execution.cells import check_task
-    from evalkit.taskspec import TaskIndex
-
-    streams.configured()  # a malformed EVALKIT_CPU_STREAMS is exit 2 before any model loads
     from evalkit.schemas.cli import RunFlags, check_flags
 
     check_flags(RunFlags, args)  # numeric flags within their ranges, before any model loads
-    specs = list(dict.fromkeys(check_spec(s) for s in (args.encoder or DEFAULT_ENCODERS)))
-    index = TaskIndex(args.tasks_dir)
-    tasks = [index.get(t) for t in (args.task or DEFAULT_TASKS)]
     if args.address and args.executor != "ray":
         raise EvalkitError("--address names a Ray cluster; it needs --executor ray", field="--address")
-    for task in tasks:  # validate every task and read its data before any model loads: bad input is exit 2
-        check_task(task, args.split or task.split)
-    from evalkit.execution import plan, run_local
-    from evalkit.execution.lock import ResultsLock
-    from evalkit.faults import faultpoint
-    from evalkit.results import ResultStore
+    plan = prepare(
+        args.encoder or DEFAULT_ENCODERS,
+        args.task or DEFAULT_TASKS,
+        split=args.split,
+        tasks_dir=args.tasks_dir,
+        cache=not args.no_cache,
+        executor=args.executor,
+        limit=args.limit,
+    )
+    results = execute(
+        plan,
+        output=args.output,
+        cache=not args.no_cache,
+        cache_dir=args.cache_dir,
+        executor=args.executor,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        address=args.address,
+        shard_size=args.shard_size,
+    )
+    for result in results.failed:
+        print(f"evalkit: cell failed: {result.encoder} × {result.task}: {result.error}", file=sys.stderr)
+    if not args.no_report:
+        from evalkit.commands.report import show
 
-    store = ResultStore(args.output)
-    cells = store.check_identities(plan(specs, tasks, args.split))  # no two cells share a file; none overwrites another's
-    with ResultsLock(args.output):
-        store.sweep_temporary()  # left by a run that was killed mid-write
-        faultpoint("run.locked")
-        if args.executor == "ray":
-            from evalkit.execution.ray import run_ray
-
-            results = run_ray(
-                cells,
-                store,
-                overwrite=args.overwrite,
-                progress=not args.no_progress,
-                address=args.address,
-                shard_size=args.shard_size,
-                cache_dir=None if args.no_cache else str(args.cache_dir or ""),
-            )
-        else:
-            from evalkit.cache import EmbeddingCache
-
-            cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
-            results = run_local(cells, store, overwrite=args.overwrite, progress=not args.no_progress, cache=cache)
-        failures = [r for r in results if not r.ok]
-        for result in failures:
-            print(f"evalkit: cell failed: {result.encoder} × {result.task}: {result.error}", file=sys.stderr)
-        if not args.no_report:
-            from evalkit.commands.report import show
-
-            try:
-                show(results, args.output)
-            except OSError as exc:  # disk full while writing the leaderboard: the cells are saved
-                raise EvalkitError(f"cannot write the report ({exc.strerror or exc})", path=args.output) from None
-    print(f"results: {args.output}/ ({len(results) - len(failures)} ok, {len(failures)} failed)", file=sys.stderr)
-    return 1 if failures else 0
+        try:
+            show(list(results.cells), args.output)
+        except OSError as exc:  # disk full while writing the leaderboard: the cells are saved
+            raise EvalkitError(f"cannot write the report ({exc.strerror or exc})", path=args.output) from None
+    print(f"results: {args.output}/ ({len(results.ok)} ok, {len(results.failed)} failed)", file=sys.stderr)
+    return 1 if results.failed else 0

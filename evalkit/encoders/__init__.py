@@ -23,6 +23,8 @@ BACKENDS.register_lazy("hf-logits", "evalkit.encoders.logits:LogitsEncoder")
 BACKENDS.register_lazy("sbert", "evalkit.encoders.sbert:SBERTEncoder")
 BACKENDS.register_lazy("static", "evalkit.encoders.static:StaticEncoder")
 BACKENDS.register_lazy("tfidf", "evalkit.encoders.tfidf:TfidfEncoder")
+BACKENDS.register_lazy("onnx", "evalkit.encoders.runtimes:ONNXEncoder")
+BACKENDS.register_lazy("openvino", "evalkit.encoders.runtimes:OpenVINOEncoder")
 BACKENDS.register_lazy("obj", "evalkit.encoders.objects:ObjectBackend")  # in-memory models, inside evalkit.evaluate()
 
 BACKEND_SUMMARIES = {
@@ -31,6 +33,8 @@ BACKEND_SUMMARIES = {
     "sbert": "sentence-transformers model with its own pooling and normalisation",
     "static": "static (model2vec-style) token embeddings, mean-pooled",
     "tfidf": "lexical baseline: TF-IDF fitted on the task's texts, optional truncated SVD",
+    "onnx": "a sentence-transformers model with its transformer on ONNX Runtime (exported offline; quantize=int8), parity vs torch recorded",
+    "openvino": "a sentence-transformers model with its transformer on OpenVINO (CPU, fp32), parity vs torch recorded",
     "obj": "an in-memory model passed to evalkit.evaluate() (Python API only; not written by hand)",
 }
 
@@ -62,15 +66,17 @@ def share_key(spec: EncoderSpec) -> object:
     """Encoders with equal share keys can run side by side on one model (one forward pass)."""
     factory = backend(spec.backend)
     if isinstance(factory, type) and issubclass(factory, Backend):
-        return factory.share_key(spec)
+        return factory.share_key(split_spec(spec)[0])  # transforms run after the model: variants share it
     return ("solo", str(spec))
 
 
 def load_encoder(spec: EncoderSpec | str) -> Encoder:
     """Build the encoder a spec names (loads the model)."""
     parsed = check_spec(spec)  # imports the backend's module
+    base, transform = split_spec(parsed)  # the model runs without the transform options; they apply to its vectors
     with collector.loading():
-        return BACKENDS.get(parsed.backend)(parsed)
+        encoder = BACKENDS.get(parsed.backend)(base)
+    return encoder if transform is None else TransformedEncoder(encoder, transform, parsed)
 
 
 def backend(name: str) -> EncoderFactory:
@@ -80,6 +86,7 @@ def backend(name: str) -> EncoderFactory:
 
 
 from evalkit.encoders.objects import from_transformers  # noqa: E402  (after the registry: objects imports the base module)
+from evalkit.encoders.transforms import TransformedEncoder, split_spec  # noqa: E402
 
 __all__ = [
     "BACKENDS",

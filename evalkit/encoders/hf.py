@@ -71,6 +71,10 @@ class HFEncoder(Backend):
         prompt = self.options.prompt_for(role)
         return self.backbone.encode([prompt + t for t in texts] if prompt else list(texts), self.head)
 
+    def uses_role(self) -> bool:
+        """Whether queries and documents get different prompts (else one vector per text serves both roles)."""
+        return self.options.query_prompt is not None or self.options.document_prompt is not None
+
     def fingerprint(self) -> dict[str, str]:
         return {
             "backend": "hf",

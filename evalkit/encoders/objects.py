@@ -163,7 +163,7 @@ class ObjectBackend(Backend):
         _registered(spec)  # `-e obj:...` typed by hand is exit 2 before any model loads
         return super().check(spec, text)
 
-    def __new__(cls, spec: EncoderSpec) -> Any:  # type: ignore[misc]
+    def __new__(cls, spec: EncoderSpec) -> Any:
         entry = _registered(spec)
         if isinstance(entry.obj, TransformersModel):
             return TransformersObjectEncoder(spec, entry)

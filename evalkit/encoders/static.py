@@ -12,12 +12,12 @@ from evalkit import catalogue
 from evalkit.encoders.base import Backend, Role
 from evalkit.encoders.transformer import weights_identity
 from evalkit.errors import ModelUnavailableError
-from evalkit.schemas.options import BackendOptions, Flag, Positive
+from evalkit.schemas.options import Flag, Positive, TransformOptions
 from evalkit.spec import EncoderSpec
 
 
-class StaticOptions(BackendOptions):
-    """``static``: normalisation and truncation of model2vec-style embeddings."""
+class StaticOptions(TransformOptions):
+    """``static``: normalisation and truncation of model2vec-style embeddings, and the post-pooling transforms."""
 
     normalize: Flag | None = Field(None, description="L2-normalise (default: as the model's config says)")
     max_length: Positive = Field(512, description="tokens per text")
@@ -43,6 +43,10 @@ class StaticEncoder(Backend):
     def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
         vectors = self.model.encode(list(texts), max_length=self.max_length, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+
+    def uses_role(self) -> bool:
+        """Static vectors never depend on the role (no prompts)."""
+        return False
 
     _identity: str | None = None
 

@@ -130,6 +130,25 @@ def load_pretrained(loader: Callable[..., Any], opts: LoadOptions, *, weights: s
         raise
 
 
+def plan_batches(lengths: np.ndarray, batch_size: int, budget: int) -> Iterator[np.ndarray]:
+    """Indices of each batch, longest texts first: at most ``batch_size`` texts and ``budget`` padded positions.
+
+    A batch grows only while the next text is at least 1/``MAX_PAD_RATIO`` of its
+    longest, so a short sentence is never padded to a long abstract's length.
+    Shared by every transformer backend, so they batch alike.
+    """
+    order = np.argsort(-lengths, kind="stable")
+    start = 0
+    while start < len(order):
+        longest = max(int(lengths[order[start]]), 1)
+        cap = min(len(order) - start, batch_size, max(1, budget // longest))
+        size = 1
+        while size < cap and lengths[order[start + size]] * MAX_PAD_RATIO >= longest:
+            size += 1
+        yield order[start : start + size]
+        start += size
+
+
 Head = Callable[[Any, Any], Any]  # (model output, attention mask) -> (batch, dim) tensor
 
 
@@ -225,19 +244,10 @@ class Backbone:
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
         self._lengths = (_digest(texts), lengths.tolist())
-        order = np.argsort(-lengths, kind="stable")
         budget = budget_share(self.opts.token_budget or self.opts.batch_size * TOKENS_PER_TEXT, self.device)
-        start = 0
-        while start < len(order):
-            longest = max(int(lengths[order[start]]), 1)
-            cap = min(len(order) - start, self.opts.batch_size, max(1, budget // longest))
-            size = 1  # grow while the next text is at least 1/MAX_PAD_RATIO of the longest: no short text padded to a long one
-            while size < cap and lengths[order[start + size]] * MAX_PAD_RATIO >= longest:
-                size += 1
-            idx = order[start : start + size]
+        for idx in plan_batches(lengths, self.opts.batch_size, budget):
             features = {name: [values[i] for i in idx] for name, values in encoded.items()}
             yield idx, self.tokenizer.pad(features, padding=True, return_tensors="pt")
-            start += size
 
     def register(self, key: Hashable, head: Head) -> None:
         self.heads[key] = head

@@ -18,7 +18,8 @@ from typing import Any
 from evalkit.adapters import adapter_for
 from evalkit.environment import environment
 from evalkit.errors import EvalkitError
-from evalkit.results.schema import CellResult, check_units, config_hash
+from evalkit.reading import verify_units
+from evalkit.results.schema import CellResult, config_hash
 from evalkit.spec import EncoderSpec
 from evalkit.stats import cell_interval
 from evalkit.taskspec import TaskSpec
@@ -39,10 +40,12 @@ class Cell:
 
     def config(self) -> dict[str, object]:
         """Everything that defines this cell's result; a stored result with another hash is redone."""
+        from evalkit.encoders.objects import config_identity
         from evalkit.model_identity import spec_model_identity
 
         files = sorted({str(p) for group in self.task.files.values() for p in group})
-        model = spec_model_identity(self.encoder)  # a model folder edited in place is a new configuration
+        # a model folder edited in place, or an in-memory model changed since, is a new configuration
+        model = config_identity(self.encoder) if self.encoder.backend == "obj" else spec_model_identity(self.encoder)
         return {
             "encoder": str(self.encoder),
             **({"model": model} if model else {}),
@@ -51,6 +54,8 @@ class Cell:
             "task_file": _file_digest(self.task.source) if self.task.source else "",
             "data": [_file_digest(Path(p)) for p in files],
             "seeds": SEEDS,
+            **({"limit": self.task.limit} if self.task.limit is not None else {}),  # a subset is another cell (evalkit.subset)
+            **({"protocol": self.task.protocol, "settings": _plain(self.task.settings)} if self.task.protocol else {}),
         }
 
     def config_hash(self) -> str:
@@ -97,7 +102,19 @@ def header(cell: Cell) -> dict[str, object]:
         "main_metric": metric,
         "config_hash": cell.config_hash(),
         "seeds": seeds_for(cell),
+        **({"subset": subset_of(cell)} if cell.task.limit is not None else {}),
     }
+
+
+def subset_of(cell: Cell) -> dict[str, object] | None:
+    """The result's ``subset`` field (``--limit``): limit, seed and what the adapter counts as a unit."""
+    from evalkit import subset
+
+    try:
+        unit = str(getattr(adapter_for(cell.task.type), "limit_unit", "units"))
+    except EvalkitError:
+        unit = "units"
+    return subset.record(cell.task, unit)
 
 
 def seeds_for(cell: Cell) -> dict[str, int]:
@@ -131,6 +148,13 @@ def check_task(task: TaskSpec, split: str) -> None:
 
     adapter = adapter_for(task.type)
     task.files_for(split)
+    if task.limit is not None and not getattr(adapter, "limit_unit", None):
+        raise EvalkitError(
+            f"task type '{task.type}' cannot be run on a subset: its adapter declares no limit_unit",
+            path=task.source,
+            field="--limit",
+            hint=f"run {task.name} without --limit",
+        )
     try:
         inspect.signature(adapter.validate).bind(task, split)
     except TypeError:  # an adapter whose validate() takes only the task: it checks the default split; read ``split`` too
@@ -206,7 +230,7 @@ def evaluate_cell(encoder: MeteredEncoder, cell: Cell) -> CellResult:
         }
         result = CellResult(**fields)
         try:
-            check_units(result)
+            verify_units(result)
         except EvalkitError as exc:  # the adapter's units cannot reproduce its score: keep the score, not a wrong interval
             notes = [*notes, f"per-unit outcomes stored without: {exc.message}; no interval, no paired test"]
             result = CellResult(**{**fields, "units": {}, "ci": {}, "warnings": notes})
@@ -215,9 +239,7 @@ def evaluate_cell(encoder: MeteredEncoder, cell: Cell) -> CellResult:
     return result
 
 
-def failed(
-    cell: Cell, exc: BaseException, *, warnings: Sequence[str] = (), scores: Mapping[str, float | None] | None = None
-) -> CellResult:
+def failed(cell: Cell, exc: BaseException, *, warnings: Sequence[str] = (), scores: Mapping[str, float | None] | None = None) -> CellResult:
     """A 'failed' result: the error, the cell's identity, and (``scores``) any metrics that were defined, as details."""
     message = exc.render() if isinstance(exc, EvalkitError) else f"{type(exc).__name__}: {exc}"
     detail = "" if isinstance(exc, EvalkitError) else traceback.format_exc(limit=8)
@@ -255,6 +277,7 @@ def identity(cell: Cell) -> dict[str, str]:
         "main_score": task.main_score,
         "settings": _plain(task.settings),
         "seeds": seeds,
+        **({"limit": task.limit} if task.limit is not None else {}),
     }
     data = {role: [_file_digest(Path(p)) for p in paths] for role, paths in sorted(task.files.items())}
     return {"task_hash": config_hash(protocol), "data_hash": config_hash(data)}

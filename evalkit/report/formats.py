@@ -33,6 +33,7 @@ import pandas as pd
 
 from evalkit.report.table import MEAN, Leaderboard
 from evalkit.results.store import atomic_write
+from evalkit.stats import format_p as fmt_p
 
 FORMATS = ("md", "html", "csv", "json")
 
@@ -85,14 +86,6 @@ def escape_md(text: str) -> str:
 def code_md(text: object) -> str:
     """Inline code outside tables (a backtick in data would end the span early)."""
     return "`" + " ".join(plain(text).replace("`", "'").split()) + "`"
-
-
-def fmt_p(p: float | None, n_boot: int) -> str:
-    """A bootstrap p-value; at its floor 1/(B+1) it is only known to be below that."""
-    if p is None:
-        return "–"
-    floor = 1 / (n_boot + 1)
-    return f"≤ {floor * 1.0001:.2g}" if p <= floor + 1e-12 else f"{p:.3g}"
 
 
 def fmt(value: Any, digits: int = 2) -> str:
@@ -154,6 +147,8 @@ def note(board: Leaderboard) -> str:
     else:
         text += "Not ranked (evalkit report adds tie-aware ranks). "
     text += "Throughput: sentences (and tokens) per second of encoding, over all of an encoder's cells."
+    if board.subsets:
+        text += " " + board.subset_note
     if board.imported:
         text += (
             " Rows whose origin is not evalkit were imported (e.g. published MTEB results): no per-unit outcomes, so no intervals or ranks."
@@ -201,7 +196,8 @@ def render_terminal(board: Leaderboard) -> str:
     body = [[plain(c) for c in r] for r in rows(board, "pm")]
     if not board.ranked:
         head, body = head[1:], [r[1:] for r in body]
-    return str(tabulate(body, headers=head, tablefmt="github", stralign="right", disable_numparse=True))
+    table = str(tabulate(body, headers=head, tablefmt="github", stralign="right", disable_numparse=True))
+    return f"{table}\n{board.subset_note}" if board.subsets else table
 
 
 def render_csv(board: Leaderboard) -> str:
@@ -252,6 +248,7 @@ def as_dict(board: Leaderboard) -> dict[str, Any]:
                     "tokens_per_second": _num(tp["tokens_per_second"], 3),
                     "peak_memory_mb": _num(tp["peak_memory_mb"], 1),
                     "device": tp["device"] or None,
+                    "bytes_per_vector": None if pd.isna(tp["bytes_per_vector"]) else int(tp["bytes_per_vector"]),
                 },
             }
         )
@@ -259,7 +256,10 @@ def as_dict(board: Leaderboard) -> dict[str, Any]:
         "scale": "main score × 100",
         "intervals": {"method": "percentile bootstrap", "level": cfg.level, "n_boot": cfg.n_boot, "seed": cfg.seed},
         "ranking": {"ranked": board.ranked, "alpha": board.alpha, "rule": "1 + number of encoders significantly better on the mean"},
-        "tasks": [{"task": t, "type": board.task_types[t], "n_units": board.n_units.get(t, 0)} for t in board.tasks],
+        "tasks": [
+            {"task": t, "type": board.task_types[t], "n_units": board.n_units.get(t, 0), "limit": board.subsets.get(t)} for t in board.tasks
+        ],
+        "subsets": board.subset_note or None,
         "encoders": encoders,
         "baseline": [{k: (_num(v) if isinstance(v, float) else v) for k, v in vars(r).items()} for r in board.baseline],
     }

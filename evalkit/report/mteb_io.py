@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,8 +111,13 @@ def to_task_result(result: CellResult) -> tuple[str, dict[str, Any]]:
 def export_results(results: Sequence[CellResult], folder: Path) -> list[Path]:
     """Write every successful cell as ``folder/<model>/<revision>/<Task>.json`` plus a ``model_meta.json``."""
     written = []
+    subsets = [r for r in results if r.ok and r.subset is not None]
+    if subsets:  # an MTEB result file has no notion of a subset: it would read as the full task's score
+        print(
+            f"evalkit: warning: not exported: {len(subsets)} subset result(s) (--limit); MTEB files hold full-task scores", file=sys.stderr
+        )
     for result in results:
-        if not result.ok or result.main_score is None:
+        if not result.ok or result.main_score is None or result.subset is not None:
             continue
         name, data = to_task_result(result)
         revision = str(result.details.get("model_revision") or "") or _revision(result)

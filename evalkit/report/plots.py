@@ -1,8 +1,10 @@
 """The report's figures, as PNG bytes (matplotlib, no pyplot state, no display needed).
 
 * quality vs throughput, with the Pareto front (no other encoder is both faster and better) marked;
+* quality vs bytes per stored vector, with its Pareto front (nothing else is both smaller and better);
 * per-task bars with interval whiskers;
-* the pooling comparison as a heat map (pooling × layer) when an ``hf`` model was run with several.
+* the pooling comparison as a heat map (pooling × layer) when an ``hf`` model was run with several;
+* the compression comparison as a heat map (dimensions × precision) when a model was run with several.
 
 Each returns None when the leaderboard has nothing to draw, so the page simply
 leaves the figure out. Labels come from specs, so ``$`` is escaped (matplotlib
@@ -18,7 +20,11 @@ import numpy as np
 import pandas as pd
 
 from evalkit.report.table import MEAN, Leaderboard
+from evalkit.schemas.options import PRECISIONS, TRANSFORM_FIELDS
 from evalkit.spec import EncoderSpec
+
+TRANSFORMS = frozenset(TRANSFORM_FIELDS)
+PRECISION_ORDER: list[str] = list(PRECISIONS)
 
 DPI = 110
 COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD")
@@ -85,6 +91,30 @@ def quality_vs_throughput(board: Leaderboard) -> bytes | None:
     return _png(fig)
 
 
+def quality_vs_bytes(board: Leaderboard) -> bytes | None:
+    """Quality against the stored size of one vector (log scale); drawn when the encoders differ in size."""
+    data = pd.DataFrame({"quality": board.score[MEAN], "bytes": board.throughput["bytes_per_vector"]}).dropna()
+    if len(data) < 2 or data["bytes"].nunique() < 2:
+        return None
+    encoders = list(data.index)
+    x, y = data["bytes"].to_numpy(float), data["quality"].to_numpy(float)
+    front = sorted(pareto_front(list(-x), list(y)), key=lambda i: x[i])  # fewer bytes is better
+    fig = _figure(7.5, 4.6)
+    ax = fig.add_subplot()  # type: ignore[attr-defined]
+    err = _errors(board, encoders, MEAN)
+    ax.errorbar(x, y, yerr=err, fmt="o", color="#8C8C8C", ecolor="#BBBBBB", capsize=3, label="encoder", zorder=2)
+    ax.plot(x[front], y[front], "-o", color="#C44E52", drawstyle="steps-pre", lw=1.5, ms=8, label="Pareto front", zorder=3)
+    for i, name in enumerate(encoders):
+        ax.annotate(_text(name), (x[i], y[i]), textcoords="offset points", xytext=(6, 5), fontsize=7.5)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("bytes per stored vector (log scale)")
+    ax.set_ylabel(f"{MEAN} main score × 100")
+    ax.set_title("Quality vs size")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return _png(fig)
+
+
 def task_bars(board: Leaderboard) -> bytes | None:
     columns = [*board.tasks, *([MEAN] if len(board.tasks) > 1 else [])]
     encoders = [e for e in board.encoders if not board.score.loc[e, columns].isna().all()]
@@ -132,7 +162,7 @@ def pooling_grid(board: Leaderboard) -> tuple[str, pd.DataFrame, list[str]] | No
             layer = int(spec.opts.get("layer", "-1"))
         except Exception:  # imported or odd specs are simply not part of the grid
             continue
-        if spec.backend == "hf":
+        if spec.backend == "hf" and not TRANSFORMS & set(spec.opts):  # compressed variants have their own grid
             groups.setdefault(str(spec.without("pooling", "layer")), {})[(spec.opts.get("pooling", "mean"), layer)] = encoder
     if not groups:
         return None
@@ -154,6 +184,53 @@ def pooling_heatmap(board: Leaderboard) -> bytes | None:
     if found is None:
         return None
     model, grid, tasks = found
+    grid = grid.rename(columns=lambda c: "last" if c == -1 else str(c))
+    over = tasks[0] if len(tasks) == 1 else f"mean of {len(tasks)} tasks"
+    return _heatmap(grid, "layer", "pooling", f"Pooling × layer: {model} ({over}, × 100)")
+
+
+def precision_grid(board: Leaderboard) -> tuple[str, pd.DataFrame, list[str]] | None:
+    """The model with the most (truncate_dim, precision) variants (≥ 2): mean score by precision × dimensions.
+
+    A variant is the spec less ``truncate_dim``, ``precision`` and ``calibration`` (whitened
+    and plain vectors are different models here); "full" is the untruncated vector.
+    """
+    groups: dict[str, dict[tuple[str, int | None], str]] = {}
+    for encoder in board.encoders:
+        try:
+            spec = EncoderSpec.parse(encoder)
+            dim = int(spec.opts["truncate_dim"]) if "truncate_dim" in spec.opts else None
+        except Exception:  # imported or odd specs are simply not part of the grid
+            continue
+        precision = spec.opts.get("precision", "float32")
+        if precision not in PRECISION_ORDER:
+            continue
+        groups.setdefault(str(spec.without("truncate_dim", "precision", "calibration")), {})[(precision, dim)] = encoder
+    if not groups:
+        return None
+    model, variants = max(groups.items(), key=lambda kv: len(kv[1]))
+    tasks = [t for t in board.tasks if not board.score.loc[list(variants.values()), t].isna().any()]
+    if len(variants) < 2 or not tasks:
+        return None
+    cells = {key: float(board.score.loc[encoder, tasks].mean()) for key, encoder in variants.items()}
+    precisions = sorted({p for p, _ in cells}, key=PRECISION_ORDER.index)
+    dims = sorted({d for _, d in cells}, key=lambda d: (d is None, d or 0))
+    grid = pd.DataFrame(np.nan, index=precisions, columns=["full" if d is None else str(d) for d in dims])
+    for (precision, dim), value in cells.items():
+        grid.at[precision, "full" if dim is None else str(dim)] = value
+    return model, grid, tasks
+
+
+def precision_heatmap(board: Leaderboard) -> bytes | None:
+    found = precision_grid(board)
+    if found is None:
+        return None
+    model, grid, tasks = found
+    over = tasks[0] if len(tasks) == 1 else f"mean of {len(tasks)} tasks"
+    return _heatmap(grid, "dimensions (truncate_dim)", "precision", f"Dimensions × precision: {model} ({over}, × 100)")
+
+
+def _heatmap(grid: pd.DataFrame, xlabel: str, ylabel: str, title: str) -> bytes:
     fig = _figure(max(4.5, 1.6 + 0.9 * grid.shape[1]), max(2.6, 1.0 + 0.55 * grid.shape[0]))
     ax = fig.add_subplot()  # type: ignore[attr-defined]
     values = np.ma.masked_invalid(grid.to_numpy(float))
@@ -161,12 +238,11 @@ def pooling_heatmap(board: Leaderboard) -> bytes | None:
     for (row, col), value in np.ndenumerate(grid.to_numpy(float)):
         if not np.isnan(value):
             ax.text(col, row, f"{value:.1f}", ha="center", va="center", color="white" if value < values.mean() else "black", fontsize=9)
-    ax.set_xticks(range(grid.shape[1]), [("last" if c == -1 else str(c)) for c in grid.columns])
+    ax.set_xticks(range(grid.shape[1]), [_text(c) for c in grid.columns])
     ax.set_yticks(range(grid.shape[0]), [_text(p) for p in grid.index])
-    ax.set_xlabel("layer")
-    ax.set_ylabel("pooling")
-    over = tasks[0] if len(tasks) == 1 else f"mean of {len(tasks)} tasks"
-    ax.set_title(_text(f"Pooling × layer: {model} ({over}, × 100)"), fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(_text(title), fontsize=10)
     fig.colorbar(image, ax=ax)  # type: ignore[attr-defined]
     return _png(fig)
 
@@ -177,6 +253,12 @@ FIGURES = (
         "Quality vs throughput; the Pareto front (nothing else is both faster and better) in red",
         quality_vs_throughput,
     ),
+    (
+        "quality-bytes",
+        "Quality vs bytes per stored vector; the Pareto front (nothing else is both smaller and better) in red",
+        quality_vs_bytes,
+    ),
     ("per-task", "Main score per task with bootstrap interval whiskers", task_bars),
     ("pooling", "Pooling comparison: mean score by pooling strategy and layer", pooling_heatmap),
+    ("precision", "Compression: mean score by stored precision and truncated dimensions", precision_heatmap),
 )

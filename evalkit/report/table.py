@@ -20,17 +20,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalkit.bench import is_bench
-from evalkit.results.schema import CellResult
-from evalkit.stats import Bootstrap, compare, percentile_interval, result_interval, result_replicates, tied_ranks
+from evalkit import reading
+from evalkit.results.schema import CellResult, column_of, is_bench
+from evalkit.stats import Bootstrap, compare, percentile_interval, tied_ranks
 
 MEAN = "Mean"
-THROUGHPUT_COLUMNS = ("sentences_per_second", "tokens_per_second", "peak_memory_mb", "device")
+THROUGHPUT_COLUMNS = ("sentences_per_second", "tokens_per_second", "peak_memory_mb", "device", "bytes_per_vector")
 
 
-def column_of(result: CellResult) -> str:
-    """Task column label: the task, with the split when it is not the usual test split."""
-    return result.task if result.split == "test" else f"{result.task}/{result.split}"
+
 
 
 def type_column(task_type: str) -> str:
@@ -70,6 +68,22 @@ class Leaderboard:
     ranked: bool
     n_units: dict[str, int] = field(default_factory=dict)
     baseline: list[BaselineRow] = field(default_factory=list)
+    subsets: dict[str, int] = field(default_factory=dict)  # task column → its --limit (subset results, evalkit.subset)
+
+    @property
+    def subset_note(self) -> str:
+        """One sentence on subset columns for every rendering ('' when there are none)."""
+        if not self.subsets:
+            return ""
+        if len(self.subsets) == len(self.tasks):
+            return (
+                "Every score here is on a seeded subset (--limit): a smoke test, not comparable with full results; "
+                f"{MEAN} is the mean of subset scores."
+            )
+        return (
+            f"Columns marked (--limit N) are scored on a seeded subset (a smoke test, not comparable with full results) "
+            f"and are left out of {MEAN} and the type means."
+        )
 
     @property
     def encoders(self) -> list[str]:
@@ -106,11 +120,14 @@ def _throughput(results: Sequence[CellResult]) -> dict[str, Any]:
     tokens = sum(int(r.throughput.get("tokens") or 0) for r in timed)
     peak = max((int(r.throughput.get("peak_memory_bytes") or 0) for r in results), default=0)
     devices = sorted({str(r.throughput["device"]) for r in results if r.throughput.get("device")})
+    sizes = [r.throughput.get("bytes_per_vector") for r in results]
+    stored = max((int(b) for b in sizes if isinstance(b, int) and not isinstance(b, bool) and b > 0), default=0)
     return {
         "sentences_per_second": sentences / seconds if seconds and sentences else np.nan,
         "tokens_per_second": tokens / seconds if seconds and tokens else np.nan,
         "peak_memory_mb": peak / 2**20 if peak else np.nan,
         "device": ",".join(devices),
+        "bytes_per_vector": stored or np.nan,  # the largest over its tasks (TF-IDF's size follows each task's vocabulary)
     }
 
 
@@ -129,7 +146,9 @@ def build(
     encoders = list(dict.fromkeys(r.encoder for r in ok))
     tasks = sorted({column_of(r) for r in ok}, key=str.lower)
     task_types = {column_of(r): r.task_type for r in ok}
-    types = sorted(set(task_types.values()))
+    subsets = {column_of(r): r.subset.limit for r in ok if r.subset is not None}
+    full = [t for t in tasks if t not in subsets] or tasks  # subsets never share a mean with full results
+    types = sorted({task_types[t] for t in full})
     aggregates = ([type_column(t) for t in types] if len(types) > 1 else []) + [MEAN]
     columns = tasks + aggregates
     score = pd.DataFrame(np.nan, index=pd.Index(encoders, name="encoder"), columns=columns)
@@ -142,18 +161,18 @@ def build(
         if r.main_score is None:
             continue
         score.at[r.encoder, column] = 100 * r.main_score
-        rep = result_replicates(r, config) if ranks else None
+        rep = reading.replicates(r, config) if ranks else None
         if rep is not None:
             reps[(r.encoder, column)] = rep
             lo, hi, _ = percentile_interval(rep, config.level)
         else:
-            interval = result_interval(r, config) if ranks else _stored(r, config)
+            interval = reading.interval(r, config) if ranks else _stored(r, config)
             lo, hi = (interval.low, interval.high) if interval else (None, None)
         low.at[r.encoder, column] = np.nan if lo is None else 100 * lo
         high.at[r.encoder, column] = np.nan if hi is None else 100 * hi
     mean_reps: dict[str, np.ndarray] = {}
     for column in aggregates:
-        members = tasks if column == MEAN else [t for t in tasks if type_column(task_types[t]) == column]
+        members = full if column == MEAN else [t for t in full if type_column(task_types[t]) == column]
         score[column] = score[members].mean(axis=1, skipna=False)
         for encoder in encoders:
             parts = [reps.get((encoder, t)) for t in members]
@@ -200,6 +219,7 @@ def build(
         alpha,
         ranks,
         n_units,
+        subsets=subsets,
     )
     if baseline:
         board.baseline = compare_with_baseline(ok, [r for r in baseline if r.ok], config)
@@ -227,12 +247,12 @@ def compare_with_baseline(results: Sequence[CellResult], baseline: Sequence[Cell
     pairs = [(specs[0], base_specs[0])] if single else [(s, s) for s in specs if s in base_specs]
     rows = []
     for spec, base_spec in pairs:
-        base_cells = {(r.task, r.split): r for r in baseline if r.encoder == base_spec}
+        base_cells = {column_of(r): r for r in baseline if r.encoder == base_spec}  # a subset pairs only with the same subset
         for r in (r for r in results if r.encoder == spec):
-            b = base_cells.get((r.task, r.split))
+            b = base_cells.get(column_of(r))
             if b is None or b.main_score is None or r.main_score is None or b.n_units != r.n_units:
                 continue
-            rb, rc = result_replicates(b, config), result_replicates(r, config)
+            rb, rc = reading.replicates(b, config), reading.replicates(r, config)
             if rb is not None and rc is not None:
                 comp = compare(rb, rc, b.main_score, r.main_score, config.level)
                 low, high, p = comp.low, comp.high, comp.p_value

@@ -15,7 +15,10 @@ inside ROOT:
   ``My%20Task`` and ``My_Task`` stays itself, ``../x`` or ``/etc`` as a split is
   ``%2E%2E%2Fx`` / ``%2Fetc``, and names like ``STSBenchmark``, ``SICK-R``, ``test``
   are unchanged. An escaped part over 100 bytes is cut to 80 plus ``~`` and a digest,
-  so file names stay far below 255 bytes.
+  so file names stay far below 255 bytes;
+* a cell scored on a subset (``--limit N``, :mod:`evalkit.subset`) is another cell:
+  ``<task>.<split>@limit<N>.json``, beside the full ``<task>.<split>.json`` (``@`` is
+  escaped in both parts, so no task or split name produces it).
 
 File names are case-sensitive (Linux); two cells of one run whose paths differ only in
 case are refused anyway (:meth:`ResultStore.check_identities`), so a results folder
@@ -40,8 +43,8 @@ from evalkit.faults import faultpoint
 from evalkit.results.schema import CellResult
 from evalkit.spec import EncoderSpec
 
-Identity = tuple[str, str, str]
-"""(canonical encoder spec, task name, split): what a result file is the result of."""
+Identity = tuple[str, str, str, int | None]
+"""(canonical encoder spec, task name, split, subset limit or None): what a result file is the result of."""
 
 PART_MAX = 100  # bytes of one escaped task or split before it is shortened
 _KEEP = frozenset(string.ascii_letters + string.digits + "_-")
@@ -96,31 +99,41 @@ def _escape_part(text: str, *, dots: bool) -> str:
     return escaped
 
 
-def file_name(task: str, split: str) -> str:
-    """``<task>.<split>.json``; the split holds no '.', so the last one before ``.json`` separates them."""
+def file_name(task: str, split: str, limit: int | None = None) -> str:
+    """``<task>.<split>.json`` (``<task>.<split>@limit<N>.json`` for a subset); the split holds no '.' or '@'."""
     for what, value in (("task name", task), ("split", split)):
         if not isinstance(value, str) or not value:
             raise DataError(f"a result needs a non-empty {what}, got {value!r}", field="split" if what == "split" else "task")
-    return f"{_escape_part(task, dots=True)}.{_escape_part(split, dots=False)}.json"
+    suffix = "" if limit is None else f"@limit{int(limit)}"
+    return f"{_escape_part(task, dots=True)}.{_escape_part(split, dots=False)}{suffix}.json"
 
 
-def identity(encoder: str, task: str, split: str) -> Identity:
+def identity(encoder: str, task: str, split: str, limit: int | None = None) -> Identity:
     """The identity a result path is a function of (the encoder in its canonical form)."""
-    return (str(EncoderSpec.parse(encoder)), task, split)
+    return (str(EncoderSpec.parse(encoder)), task, split, limit)
+
+
+def limit_of(result: CellResult) -> int | None:
+    """The ``--limit`` a result was scored with (None: the full task)."""
+    return result.subset.limit if result.subset is not None else None
 
 
 def identity_of(result: CellResult) -> Identity | None:
     """A stored result's identity, or None if its encoder is not a spec."""
     try:
-        return identity(result.encoder, result.task, result.split)
+        return identity(result.encoder, result.task, result.split, limit_of(result))
     except EvalkitError:
         return None
 
 
+def _raw_identity(result: CellResult) -> Identity:
+    return (result.encoder, result.task, result.split, limit_of(result))
+
+
 def show(ident: Identity) -> str:
     """An identity as one printable line (names from a file may hold anything)."""
-    encoder, task, split = (repr(part)[1:-1] if isinstance(part, str) else repr(part) for part in ident)
-    return f"{encoder} × {task}/{split}"
+    encoder, task, split = (repr(part)[1:-1] if isinstance(part, str) else repr(part) for part in ident[:3])
+    return f"{encoder} × {task}/{split}" + (f" (--limit {ident[3]})" if ident[3] is not None else "")
 
 
 def _legacy_slug(encoder: str) -> str:
@@ -145,13 +158,13 @@ def check_placement(result: CellResult, path: Path) -> None:
     if ident is None:
         raise DataError(f"result file names encoder {result.encoder!r}, which is not an encoder spec", path=path, field="encoder")
     try:
-        expected = Path(EncoderSpec.parse(ident[0]).slug()) / file_name(result.task, result.split)
+        expected = Path(EncoderSpec.parse(ident[0]).slug()) / file_name(result.task, result.split, ident[3])
     except EvalkitError as exc:
         raise DataError(exc.message, path=path, field=exc.field) from None
     if path.parent.name == expected.parent.name and path.name == expected.name:
         return
     legacy = ({_legacy_slug(result.encoder), expected.parent.name}, {_legacy_name(result.task, result.split), expected.name})
-    if path.parent.name in legacy[0] and path.name in legacy[1]:
+    if path.parent.name in legacy[0] and path.name in legacy[1] and ident[3] is None:  # subsets are newer than those names
         return
     raise DataError(
         f"holds the result of {show(ident)}, whose file is {expected}, not {Path(path.parent.name) / path.name}",
@@ -178,6 +191,9 @@ class TaskLike(Protocol):
     def name(self) -> str: ...
 
     @property
+    def limit(self) -> int | None: ...
+
+    @property
     def source(self) -> Path | None: ...
 
 
@@ -191,12 +207,12 @@ class ResultStore:
         self.root = Path(root)
         self._read_memo: dict[tuple[str, int, int, int], CellResult] = {}
 
-    def relative_path(self, encoder: str, task: str, split: str) -> Path:
-        return Path(EncoderSpec.parse(encoder).slug()) / file_name(task, split)
+    def relative_path(self, encoder: str, task: str, split: str, limit: int | None = None) -> Path:
+        return Path(EncoderSpec.parse(encoder).slug()) / file_name(task, split, limit)
 
-    def path_for(self, encoder: str, task: str, split: str) -> Path:
-        """The one file of this cell: injective in (canonical encoder, task, split), always inside ROOT."""
-        return self.root / self.relative_path(encoder, task, split)
+    def path_for(self, encoder: str, task: str, split: str, limit: int | None = None) -> Path:
+        """The one file of this cell: injective in (canonical encoder, task, split, subset limit), always inside ROOT."""
+        return self.root / self.relative_path(encoder, task, split, limit)
 
     def _read(self, path: Path) -> CellResult | None:
         """The result in ``path`` if it is a readable, valid regular file (memoised per inode, size and mtime)."""
@@ -217,12 +233,12 @@ class ResultStore:
         return result
 
     def write(self, result: CellResult) -> Path:
-        path = self.path_for(result.encoder, result.task, result.split)
+        path = self.path_for(result.encoder, result.task, result.split, limit_of(result))
         existing = self._read(path)
         if existing is not None and identity_of(existing) != identity_of(result):  # never overwrite another cell
             raise DataError(
-                f"holds the result of {show(identity_of(existing) or (existing.encoder, existing.task, existing.split))}; "
-                f"refusing to overwrite it with {show(identity_of(result) or (result.encoder, result.task, result.split))}",
+                f"holds the result of {show(identity_of(existing) or _raw_identity(existing))}; "
+                f"refusing to overwrite it with {show(identity_of(result) or _raw_identity(result))}",
                 path=path,
                 hint="move that file where it belongs, or write to another results folder",
             )
@@ -249,7 +265,7 @@ class ResultStore:
         seen: dict[str, C] = {}
         unique: list[C] = []
         for cell in cells:
-            rel = self.relative_path(str(cell.encoder), cell.task.name, cell.split)
+            rel = self.relative_path(str(cell.encoder), cell.task.name, cell.split, cell.task.limit)
             first = seen.setdefault(str(rel).casefold(), cell)
             if first is cell:
                 unique.append(cell)
@@ -260,14 +276,14 @@ class ResultStore:
         return unique
 
     def _check_place(self, cell: CellLike) -> None:
-        path = self.path_for(str(cell.encoder), cell.task.name, cell.split)
+        path = self.path_for(str(cell.encoder), cell.task.name, cell.split, cell.task.limit)
         if path.parent.exists() and not path.parent.is_dir():
             raise DataError("is not a folder, but the results of an encoder go in it", path=path.parent, hint="move it away")
         if path.is_dir():
             raise DataError(f"is a folder, but the result file of {show(_ident(cell))} goes there", path=path, hint="move it away")
         existing = self._read(path)
         if existing is not None and identity_of(existing) != _ident(cell):
-            other = identity_of(existing) or (existing.encoder, existing.task, existing.split)
+            other = identity_of(existing) or _raw_identity(existing)
             raise DataError(
                 f"holds the result of {show(other)}; running {show(_ident(cell))} would overwrite it",
                 path=path,
@@ -283,10 +299,10 @@ class ResultStore:
             path.unlink(missing_ok=True)
         return stale
 
-    def get(self, encoder: str, task: str, split: str) -> CellResult | None:
+    def get(self, encoder: str, task: str, split: str, limit: int | None = None) -> CellResult | None:
         """The stored result for a cell, or None if absent, unreadable or another cell's (it will be redone)."""
-        result = self._read(self.path_for(encoder, task, split))
-        if result is None or identity_of(result) != identity(encoder, task, split):
+        result = self._read(self.path_for(encoder, task, split, limit))
+        if result is None or identity_of(result) != identity(encoder, task, split, limit):
             return None
         return result
 
@@ -295,7 +311,7 @@ class ResultStore:
             return []
         # Cells live exactly one level down (ROOT/<encoder>/<task>.<split>.json); reports saved
         # beside them (leaderboard.json, MTEB exports) are not cells. The same selection as the
-        # report/gate reader (evalkit.report.sources.result_files): what one sees, the other sees;
+        # report/gate reader (evalkit.reading.result_files): what one sees, the other sees;
         # a folder or device named like a cell is refused when read, not skipped.
         return sorted(p for p in self.root.glob("*/*.json") if not p.name.startswith(".") and p.parent.is_dir())
 
@@ -314,7 +330,7 @@ class ResultStore:
 
 
 def _ident(cell: CellLike) -> Identity:
-    return (str(cell.encoder), cell.task.name, cell.split)
+    return (str(cell.encoder), cell.task.name, cell.split, cell.task.limit)
 
 
 def _source(cell: CellLike) -> str:

@@ -196,7 +196,7 @@ def toml_line(source: str, dotted: str) -> int | None:
                 best = number
             continue
         key = _KEY.match(text)
-        if key and [*table, key.group(1).strip("\"'")] == parts[: len(table) + 1]:
-            if len(table) + 1 == len(parts) or best is None:
-                return number
+        matches = key is not None and [*table, key.group(1).strip("\"'")] == parts[: len(table) + 1]
+        if matches and (len(table) + 1 == len(parts) or best is None):
+            return number
     return best

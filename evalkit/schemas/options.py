@@ -19,7 +19,7 @@ import typing
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator
 
 from evalkit.errors import SpecError
 from evalkit.schemas.base import LaxSchema, Name, Text, did_you_mean, error_from
@@ -116,7 +116,7 @@ def _spec_error(exc: ValidationError, model: type[BackendOptions], spec: Encoder
         allowed = list(model.model_fields)
         message = "unknown option"
         hint = did_you_mean(name, allowed) if allowed else "this backend takes no options"
-    elif choices is not None and isinstance(value, str):
+    elif choices is not None and isinstance(value, str) and value not in choices:  # a valid choice failed a cross-field check
         message = f"cannot be {repr(value) if len(value) <= 60 else 'that value'}"
         hint = did_you_mean(value, choices)
     return _error(spec, text, name, message, hint)
@@ -129,8 +129,63 @@ def _error(spec: EncoderSpec, text: str | None, option: str, message: str, hint:
     return SpecError(f"encoder spec {shown}: {message}", field=_printable(option) or None, hint=hint)
 
 
-class TransformerOptions(BackendOptions):
-    """Options every transformer backend shares (``hf``, ``hf-logits``, ``sbert``)."""
+PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
+"""Storage precisions of a vector (``evalkit.encoders.transforms.PRECISIONS`` says what each does)."""
+SCALAR = frozenset({"int8", "uint8"})
+
+
+class TransformOptions(BackendOptions):
+    """Post-pooling transforms every dense backend takes: whiten → truncate → quantise, on the pooled vectors.
+
+    They change no forward pass, so specs that differ only in these share one model load
+    and one pass (``evalkit.encoders.transforms``). Combinations that mean nothing
+    (``whiten_dim`` without ``whiten``, ``calibration`` without an integer precision, a
+    truncation wider than the whitened vector) are refused here, before any model loads.
+    """
+
+    whiten: Flag = Field(False, description="BERT-whitening (Su et al. 2021): mean and covariance fitted on the task's texts")
+    whiten_dim: Positive | None = Field(None, description="keep the first K whitened components (needs whiten=true)")
+    truncate_dim: Positive | None = Field(None, description="keep the first N dimensions (Matryoshka truncation)")
+    precision: Literal["float32", "float16", "int8", "uint8", "binary", "ubinary"] = Field(
+        "float32", description="stored precision, as sentence_transformers.quantize_embeddings (float16: a cast)"
+    )
+    calibration: Literal["task", "bench"] = Field(
+        "task", description="int8/uint8 ranges from the task's own vectors, or from the shipped bench sample"
+    )
+
+    @field_validator("whiten_dim")
+    @classmethod
+    def _needs_whiten(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("whiten") is False:
+            raise ValueError("needs whiten=true")
+        return value
+
+    @field_validator("truncate_dim")
+    @classmethod
+    def _within_whitened(cls, value: int | None, info: ValidationInfo) -> int | None:
+        kept = info.data.get("whiten_dim")
+        if value is not None and kept is not None and value > kept:
+            raise ValueError(f"is larger than whiten_dim={kept}, the whitened vector's size")
+        return value
+
+    @field_validator("calibration")
+    @classmethod
+    def _scalar_only(cls, value: str, info: ValidationInfo) -> str:
+        precision = info.data.get("precision")
+        if value != "task" and precision is not None and precision not in SCALAR:
+            raise ValueError(f"applies only to precision=int8 or uint8 (this spec has precision={precision})")
+        return value
+
+    def transform_options(self) -> dict[str, Any]:
+        """The transform fields and their typed values."""
+        return {name: getattr(self, name) for name in TRANSFORM_FIELDS}
+
+
+TRANSFORM_FIELDS: tuple[str, ...] = tuple(TransformOptions.model_fields)
+
+
+class TransformerOptions(TransformOptions):
+    """Options every transformer backend shares (``hf``, ``hf-logits``, ``sbert``), the transforms included."""
 
     max_length: Positive | None = Field(None, description="truncate texts to this many tokens (default: the model's limit, at most 512)")
     batch_size: Positive = Field(32, description="texts per forward pass")
@@ -162,5 +217,5 @@ class TransformerOptions(BackendOptions):
 
     def load_key(self, exclude: Sequence[str] = ()) -> tuple[tuple[str, Any], ...]:
         """The typed values, less ``exclude`` and the prompts: equal keys can share one loaded model."""
-        skip = {*exclude, *self.PROMPTS}
+        skip = {*exclude, *self.PROMPTS, *TRANSFORM_FIELDS}  # transforms run after the model: any share it
         return tuple(sorted((k, v) for k, v in self.model_dump().items() if k not in skip))

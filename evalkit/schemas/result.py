@@ -12,8 +12,8 @@ skewing a table or passing a gate. What is checked here, beyond the types:
 * ``status = "failed"`` has no ``main_score`` and says why in ``error``.
 
 That the main score agrees with the stored per-unit outcomes needs the task type's
-adapter, so it is checked by :func:`check_units` when a file is read
-(:meth:`CellResult.read`, :meth:`CellResult.from_dict`), not on construction.
+adapter, so it is checked a layer up, by :func:`evalkit.reading.verify_units`, whenever
+results are read for a report, the gate or a resume.
 
 Schema version 1 still: ``task_hash``, ``data_hash`` and ``warnings`` are new,
 optional fields, and files written before them read as before (the gate then says
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,6 +64,14 @@ def _check_tree(value: Any) -> None:
             raise ValueError(f"holds a number that is not finite ({item}) at '{where}'")
 
 
+class Subset(Schema):
+    """A result scored on a quick subset (``evalkit run --limit N``, :mod:`evalkit.subset`): never a full result."""
+
+    limit: int = Field(ge=1, description="at most this many units per task")
+    seed: int = Field(ge=0, description="seed of the draw")
+    unit: Name = Field(description="what a unit is for this task type (pairs, examples, queries, ...)")
+
+
 class CellResult(Schema):
     """The outcome of scoring one encoder on one task split.
 
@@ -96,6 +103,7 @@ class CellResult(Schema):
     task_hash: Text | None = Field(default=None, description="digest of the task's protocol (type, split, settings, main score, seeds)")
     data_hash: Text | None = Field(default=None, description="digest of the content of every data file of the task")
     warnings: list[Text] = Field(default_factory=list, description="data problems the adapter noticed (empty texts, duplicates, ...)")
+    subset: Subset | None = Field(default=None, description="set when the cell scored a seeded subset (--limit), not the full task")
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -107,7 +115,7 @@ class CellResult(Schema):
     @classmethod
     def _known_version(cls, value: int) -> int:
         if value != SCHEMA_VERSION:
-            raise ValueError(f"unknown schema_version; this evalkit reads version {SCHEMA_VERSION} (re-run it, or upgrade evalkit)")
+            raise ValueError(f"unknown version; re-run the cell or upgrade evalkit (this one reads version {SCHEMA_VERSION})")
         return value
 
     @field_validator("main_metric")
@@ -115,7 +123,7 @@ class CellResult(Schema):
     def _metric_is_scored(cls, value: str, info: ValidationInfo) -> str:
         scores = info.data.get("scores")
         if info.data.get("status") == "ok" and scores is not None and value not in scores:
-            raise ValueError(f"main metric '{value}' is not among the scores")
+            raise ValueError("main metric is not among the scores")
         return value
 
     @field_validator("main_score")
@@ -128,7 +136,7 @@ class CellResult(Schema):
             if value is None:
                 raise ValueError("an 'ok' cell needs a defined main score (an undefined one is recorded as a failed cell)")
             if scores is not None and metric in scores and scores[metric] != value:
-                raise ValueError(f"main score {value!r} is not scores.{metric} ({scores[metric]!r})")
+                raise ValueError(f"main score is not scores.{metric} ({scores[metric]!r})")
         return value
 
     @field_validator("error")
@@ -166,7 +174,7 @@ class CellResult(Schema):
 
     @classmethod
     def from_dict(cls, data: Any, path: Path | str | None = None) -> CellResult:
-        """A result from parsed JSON: the schema, then the main score against the per-unit outcomes."""
+        """A result from parsed JSON, validated by the schema (``evalkit.reading`` also checks it against its units)."""
         if not isinstance(data, dict):
             raise DataError(f"result must be a JSON object, got {type(data).__name__}", path=path)
         for key in REQUIRED_IN_FILE:
@@ -178,7 +186,6 @@ class CellResult(Schema):
             if exc.path is not None or path is None:
                 raise
             raise DataError(exc.message, path=path, line=exc.line, field=exc.field, hint=exc.hint) from None
-        check_units(result, path)
         return result
 
     @classmethod
@@ -187,63 +194,3 @@ class CellResult(Schema):
         from evalkit.data import read_json_file
 
         return cls.from_dict(read_json_file(path, "result"), path)
-
-
-def _extent(units: dict[str, Any]) -> int:
-    """The longest list (or string inside a list: classification's per-experiment marks) in ``units``."""
-    longest = 0
-    for value in units.values():
-        if isinstance(value, list | str):
-            longest = max(longest, len(value))
-        if isinstance(value, list):
-            longest = max([longest, *(len(item) for item in value if isinstance(item, list | str))])
-    return longest
-
-
-def check_units(result: CellResult, path: Path | str | None = None) -> None:
-    """Refuse a result whose main score disagrees with its own per-unit outcomes (edited or corrupt).
-
-    The task type's adapter recomputes the main score from the stored units on the
-    full index (what a bootstrap resample does on a permutation). Results without
-    units (MTEB imports, old files, a task whose declared main score is not the
-    adapter's) cannot be checked this way and pass through.
-    """
-    if not result.ok or not result.units or result.n_units < 1 or result.main_score is None:
-        return
-    from evalkit.adapters import ADAPTERS, adapter_for
-
-    if result.task_type not in ADAPTERS:
-        return
-    adapter = adapter_for(result.task_type)
-    if getattr(adapter, "main_metric", None) != result.main_metric or not callable(getattr(adapter, "score_units", None)):
-        return
-    import numpy as np
-
-    from evalkit.stats import prepare_units
-
-    if result.n_units > _extent(result.units):  # checked first: np.arange(n_units) of a forged huge n_units is not cheap
-        raise DataError(
-            f"n_units {result.n_units} is more than the per-unit outcomes hold",
-            path=path,
-            field="n_units",
-            hint="the file was edited or is corrupt; re-run this cell",
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            value = adapter.score_units(prepare_units(result.units), np.arange(result.n_units))
-        recomputed = float(value)
-    except Exception as exc:  # anything a malformed 'units' makes the adapter raise
-        raise DataError(
-            f"per-unit outcomes do not fit {result.n_units} {result.task_type} units ({type(exc).__name__})",
-            path=path,
-            field="units",
-            hint="the file was edited or is corrupt; re-run this cell",
-        ) from None
-    if not math.isfinite(recomputed) or abs(recomputed - result.main_score) > SCORE_TOLERANCE:
-        raise DataError(
-            f"main score {result.main_score:.6f} disagrees with the {recomputed:.6f} its per-unit outcomes give",
-            path=path,
-            field="main_score",
-            hint="the file was edited or is corrupt; re-run this cell",
-        )

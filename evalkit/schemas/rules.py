@@ -31,7 +31,9 @@ class RuleOverrides(Schema):
     """One rule table (``[defaults]``, ``[task_type.T]``, ``[task."X"]``): the fields it sets."""
 
     max_drop: MaxDrop | None = Field(default=None, description="largest allowed drop of the main score, in points (main score × 100)")
-    require_significance: bool | None = Field(default=None, description="fail a drop only if the paired bootstrap test finds it significant")
+    require_significance: bool | None = Field(
+        default=None, description="fail a drop only if the paired bootstrap test finds it significant"
+    )
     alpha: Alpha | None = Field(default=None, description="significance level of the paired test")
     max_throughput_drop: ThroughputDrop = Field(
         default=None, description="largest allowed relative drop of sentences/s (0.5 = half as fast); false = unchecked"

@@ -45,6 +45,13 @@ FilePath = Annotated[Name, AfterValidator(_no_controls), Field(max_length=4096)]
 """A data file path, relative to the task file (NUL and other control characters refused)."""
 
 
+def _mteb_protocol(value: str) -> str:
+    """``protocol = "mteb:NAME"``: inherit MTEB's protocol settings for the task NAME (evalkit.mteb_tasks.inherit)."""
+    if value[:5].lower() != "mteb:" or not value[5:].strip():
+        raise ValueError(f"{value[:60]!r} is not a protocol evalkit knows; write 'mteb:TASKNAME' to inherit MTEB's settings")
+    return value
+
+
 def _one_or_many(value: object) -> object:
     if isinstance(value, str):
         return [value]
@@ -66,6 +73,7 @@ class TaskFile(Schema):
     reference: Text = ""
     license: Text = ""
     main_score: Annotated[Name, Field(max_length=200)] | None = None
+    protocol: Annotated[Name, Field(max_length=300), AfterValidator(_mteb_protocol)] | None = None
     files: Annotated[dict[str, FileList], Field(min_length=1)]
     split: GroupName
     settings: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,171 @@
+"""Reading stored results for reports, the gate and resume: validated, placed, and vouched for by their units.
+
+``CellResult.read`` checks a file against the schema; this layer adds what needs the
+task types (``evalkit.adapters``) and the bootstrap (``evalkit.stats``): the main score
+must equal the score the adapter recomputes from the stored per-unit outcomes, or the
+file was edited or is corrupt. It also gives each stored result its bootstrap
+replicates and interval (memoised per process on the units' content, so a report with
+``--baseline`` or a gate run resamples each cell once).
+
+A folder is read whole for a report or the gate: every file validated, nothing
+skipped (``ResultStore`` skips unreadable files because a run simply redoes them; a
+report or a gate must not, or a truncated baseline file would quietly drop a task).
+Only the store's own layout (``ROOT/<encoder slug>/<task>.<split>.json``) is read, so a
+``leaderboard.json`` or an MTEB export written next to the cells is not mistaken for one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalkit.errors import DataError
+from evalkit.results.schema import SCORE_TOLERANCE, CellResult
+from evalkit.results.store import check_placement
+from evalkit.stats import Bootstrap, Interval, percentile_interval, prepare_units, result_replicates, stream_key
+
+
+def result_files(root: Path) -> list[Path]:
+    # Not only regular files: a directory or a symlink to a device named like a cell is refused when read, not skipped.
+    return sorted(p for p in Path(root).glob("*/*.json") if not p.name.startswith(".") and p.parent.is_dir())
+
+
+def load_results(root: Path | str, *, what: str = "results") -> list[CellResult]:
+    """Every cell in ``root`` (failed ones included); DataError naming the file for anything malformed."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{what} folder does not exist", path=root)
+    files = result_files(root)
+    if not files:
+        raise DataError(
+            f"{what} folder holds no result files", path=root, hint="expected ROOT/<encoder>/<task>.<split>.json from `evalkit run -o ROOT`"
+        )
+    results = [read_result(path) for path in files]
+    for result, path in zip(results, files, strict=True):
+        check_placement(result, path)  # a file copied into another cell's place is refused, not attributed
+    check_unique(results, files)
+    return results
+
+
+def check_unique(results: Sequence[CellResult], files: Sequence[Path]) -> None:
+    seen: dict[tuple[str, str, str], Path] = {}
+    for result, path in zip(results, files, strict=True):
+        key = (result.encoder, result.task, result.split)
+        if key in seen:
+            raise DataError(f"two result files for {result.encoder} × {result.task}/{result.split} (the other is {seen[key]})", path=path)
+        seen[key] = path
+
+
+def _extent(units: dict[str, Any]) -> int:
+    """The longest list (or string inside a list: classification's per-experiment marks) in ``units``."""
+    longest = 0
+    for value in units.values():
+        if isinstance(value, list | str):
+            longest = max(longest, len(value))
+        if isinstance(value, list):
+            longest = max([longest, *(len(item) for item in value if isinstance(item, list | str))])
+    return longest
+
+
+def verify_units(result: CellResult, path: Path | str | None = None) -> None:
+    """Refuse a result whose main score disagrees with its own per-unit outcomes (edited or corrupt).
+
+    The task type's adapter recomputes the main score from the stored units on the
+    full index (what a bootstrap resample does on a permutation). Results without
+    units (MTEB imports, old files, a task whose declared main score is not the
+    adapter's) cannot be checked this way and pass through.
+    """
+    if not result.ok or not result.units or result.n_units < 1 or result.main_score is None:
+        return
+    adapter = adapter_of(result)
+    if adapter is None:
+        return
+    if result.n_units > _extent(result.units):  # checked first: np.arange(n_units) of a forged huge n_units is not cheap
+        raise DataError(
+            f"n_units {result.n_units} is more than the per-unit outcomes hold",
+            path=path,
+            field="n_units",
+            hint="the file was edited or is corrupt; re-run this cell",
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = adapter.score_units(prepare_units(result.units), np.arange(result.n_units))
+        recomputed = float(value)
+    except Exception as exc:  # anything a malformed 'units' makes the adapter raise
+        raise DataError(
+            f"per-unit outcomes do not fit {result.n_units} {result.task_type} units ({type(exc).__name__})",
+            path=path,
+            field="units",
+            hint="the file was edited or is corrupt; re-run this cell",
+        ) from None
+    if not math.isfinite(recomputed) or abs(recomputed - result.main_score) > SCORE_TOLERANCE:
+        raise DataError(
+            f"main score {result.main_score:.6f} disagrees with the {recomputed:.6f} its per-unit outcomes give",
+            path=path,
+            field="main_score",
+            hint="the file was edited or is corrupt; re-run this cell",
+        )
+
+
+def adapter_of(result: CellResult) -> Any | None:
+    """The adapter that can rescore this result's units, or None (imported rows, another main metric, no units)."""
+    from evalkit.adapters import ADAPTERS, adapter_for
+
+    if not result.ok or result.main_score is None or not result.units or result.n_units < 1:
+        return None
+    if result.task_type not in ADAPTERS:
+        return None
+    adapter = adapter_for(result.task_type)
+    if getattr(adapter, "main_metric", None) != result.main_metric or not callable(getattr(adapter, "score_units", None)):
+        return None
+    return adapter
+
+
+def read_result(path: Path | str) -> CellResult:
+    """One result file, schema-valid and consistent with its own per-unit outcomes; else one DataError."""
+    result = CellResult.read(path)
+    verify_units(result, path)
+    return result
+
+
+_REPLICATES: dict[tuple[Any, ...], np.ndarray | None] = {}
+
+
+def replicates(result: CellResult, config: Bootstrap | None = None, stream: int | None = None) -> np.ndarray | None:
+    """Bootstrap replicates of a stored result's main score (the task's shared resamples unless ``stream``), memoised."""
+    adapter = adapter_of(result)
+    if adapter is None or result.n_units < 2:
+        return None
+    config = config or Bootstrap()
+    stream = stream_key(result.task, result.split) if stream is None else stream
+    units = hashlib.sha1(json.dumps(result.units, sort_keys=True, default=str).encode()).hexdigest()
+    key = (result.task, result.split, result.task_type, result.main_metric, result.n_units, units, config, stream)
+    if key not in _REPLICATES:
+        if len(_REPLICATES) > 512:
+            _REPLICATES.clear()
+        _REPLICATES[key] = result_replicates(result, adapter, config, stream)
+    return _REPLICATES[key]
+
+
+def interval(result: CellResult, config: Bootstrap | None = None) -> Interval | None:
+    """The stored interval when it was drawn with ``config``, else one recomputed from the units."""
+    config = config or Bootstrap()
+    if result.main_score is None:
+        return None
+    if result.ci and config.matches(result.ci):
+        stored = Interval.from_dict(result.main_score, result.ci)
+        if stored is not None and stored.low is not None:
+            return stored
+    reps = replicates(result, config)
+    if reps is None:
+        return None
+    low, high, undefined = percentile_interval(reps, config.level)
+    return Interval(result.main_score, low, high, config.level, config.n_boot, config.seed, result.n_units, undefined)
