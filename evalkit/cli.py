@@ -11,16 +11,27 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from evalkit.errors import USAGE_EXIT_CODE, EvalkitError
 
 COMMANDS = ("run", "list", "describe", "report", "gate", "mteb", "bench", "cache")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with evalkit's error format: one line, exit 2 (no usage block before it)."""
+
+    def error(self, message: str) -> NoReturn:
+        from evalkit.errors import one_line
+
+        sys.stderr.write(f"evalkit: error: {one_line(message)} (see `{self.prog} --help`)\n")
+        raise SystemExit(USAGE_EXIT_CODE)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from evalkit import __version__
 
-    parser = argparse.ArgumentParser(prog="evalkit", description="Evaluate and benchmark sentence encoders.")
+    parser = Parser(prog="evalkit", description="Evaluate and benchmark sentence encoders.")
     parser.add_argument("--version", action="version", version=f"evalkit {__version__}")
     sub = parser.add_subparsers(title="commands")
     for name in COMMANDS:

@@ -280,8 +280,7 @@ def read_rows(path: Path, required: Sequence[str] = ()) -> list[Row]:
     elif suffix in {".jsonl", ".ndjson"}:
         rows = _read_jsonl(path, required)
     else:
-        if not path.exists():
-            raise DataError("data file does not exist", path=path)
+        open_regular(path).close()  # a missing file or a device says so before its name is judged
         raise DataError(f"unknown data file type '{suffix}'", path=path, hint="use .tsv, .csv or .jsonl")
     if not rows:
         raise DataError("data file has no records", path=path)

@@ -17,11 +17,11 @@ written for its main split only (``test`` where MTEB evaluates it).
 
 **Protocol settings from MTEB's metadata** (:func:`protocol`): STS and summarization
 score ranges; classification's ``samples_per_label``, ``n_experiments``, ``seed``,
-``max_iter`` and cross-validation (``k_folds``); retrieval's ``k_values`` and
-``ignore_identical_ids``; clustering's mode (v2 / legacy), experiment count, sample
+``max_iter`` and cross-validation (``k_folds``); retrieval's and reranking's
+``k_values`` and ``ignore_identical_ids``; clustering's mode (v2 / legacy), experiment count, sample
 sizes, k-means batch size and seed; SummEval's p-value averaging (its deprecated
 evaluator); the main score; the evaluated split. MTEB's retrieval keeps qrels naming a
-missing document, so ``mteb:`` retrieval tasks set ``missing_documents = "keep"``.
+missing document, so ``mteb:`` retrieval and reranking tasks set ``missing_documents = "keep"``.
 
 A user's task file may say ``protocol = "mteb:TweetSentimentExtractionClassification"``
 (a **top-level** key, beside ``type``; ``[settings].protocol`` is classification's
@@ -54,6 +54,7 @@ TYPES = {
     ("AbsTaskClassification", "Classification"): "classification",
     ("AbsTaskPairClassification", "PairClassification"): "pair_classification",
     ("AbsTaskRetrieval", "Retrieval"): "retrieval",
+    ("AbsTaskRetrieval", "Reranking"): "reranking",
     ("AbsTaskClustering", "Clustering"): "clustering",
     ("AbsTaskClusteringLegacy", "Clustering"): "clustering",
     ("AbsTaskSummarization", "Summarization"): "summarization",
@@ -219,7 +220,7 @@ def _settings(task: Any, kind: str, field_name: str) -> dict[str, Any]:
         if task.is_cross_validation:
             out |= {"protocol": "cross_validation", "k_folds": int(task.n_splits)}
         return out
-    if kind == "retrieval":
+    if kind in ("retrieval", "reranking"):
         return {"k_values": sorted({int(k) for k in task.k_values}), "ignore_identical_ids": bool(task.ignore_identical_ids)}
     if kind == "pair_classification":
         return {}
@@ -330,7 +331,7 @@ def load(text: str) -> TaskSpec:
     chosen = choose_subset(proto, subset)
     _check_main_score(proto)
     task.hf_subsets = [chosen]
-    if proto.type == "retrieval":
+    if proto.type in ("retrieval", "reranking"):
         task.filter_eval_splits([proto.split])
     _load_data(task, proto)
     try:
@@ -392,7 +393,7 @@ def _check_main_score(proto: Protocol) -> None:
 
 def _extra_settings(proto: Protocol) -> dict[str, Any]:
     """Settings an ``mteb:`` task adds to MTEB's protocol: MTEB scores qrels naming a missing document, so keep them."""
-    return {"missing_documents": "keep"} if proto.type == "retrieval" else {}
+    return {"missing_documents": "keep"} if proto.type in ("retrieval", "reranking") else {}
 
 
 def _offline() -> bool:
@@ -406,8 +407,6 @@ def _load_data(task: Any, proto: Protocol) -> None:
     fetch = f"hf download --repo-type dataset {path}" + (f" --revision {revision}" if revision else "")
     try:
         task.load_data()
-        if proto.type == "retrieval":
-            task.convert_v1_dataset_format_to_v2()
     except Exception as exc:  # whatever datasets / huggingface_hub raise: offline, 404, network, a broken loader
         version = f" (revision {str(revision)[:12]})" if revision else ""
         if _offline():
@@ -422,6 +421,11 @@ def _load_data(task: Any, proto: Protocol) -> None:
             field="--task",
             hint=f"check the network, or fetch it first: {fetch}",
         ) from None
+    if proto.type in ("retrieval", "reranking"):  # what AbsTaskRetrieval.evaluate does before scoring
+        try:
+            task.convert_v1_dataset_format_to_v2(num_proc=None)
+        except Exception as exc:
+            raise DataError(f"MTEB cannot convert its {proto.name} data ({_first_line(exc)})", field="--task") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -560,7 +564,12 @@ def _write_pairs(task: Any, proto: Protocol, data: Any, folder: Path) -> dict[st
 def _write_retrieval(task: Any, proto: Protocol, data: Any, folder: Path) -> dict[str, str]:
     split = proto.split
     part = data[split]
-    if part.get("top_ranked"):
+    files = {}
+    if proto.type == "reranking":  # MTEB's top_ranked: each query's candidate list
+        candidates = ({"query-id": str(q), "corpus-ids": [str(d) for d in docs]} for q, docs in (part.get("top_ranked") or {}).items())
+        _jsonl(folder / "candidates.jsonl", candidates)
+        files["candidates"] = "data/candidates.jsonl"
+    elif part.get("top_ranked"):
         raise DataError(f"MTEB task {proto.name} reranks given candidates (top_ranked); evalkit's retrieval searches the corpus", field="--task")
     corpus = ({"_id": str(d["id"]), "title": d.get("title") or "", "text": d["text"]} for d in part["corpus"])
     _jsonl(folder / "corpus.jsonl", corpus)
@@ -569,7 +578,7 @@ def _write_retrieval(task: Any, proto: Protocol, data: Any, folder: Path) -> dic
         {"query-id": str(q), "corpus-id": str(d), "score": int(s)} for q, docs in part["relevant_docs"].items() for d, s in docs.items()
     )
     _jsonl(folder / f"qrels-{split}.jsonl", qrels)
-    return {"corpus": "data/corpus.jsonl", "queries": "data/queries.jsonl", split: f"data/qrels-{split}.jsonl"}
+    return {"corpus": "data/corpus.jsonl", "queries": "data/queries.jsonl", **files, split: f"data/qrels-{split}.jsonl"}
 
 
 def _flat_label(value: Any) -> Any:
@@ -616,6 +625,7 @@ WRITERS = {
     "classification": _write_classification,
     "pair_classification": _write_pairs,
     "retrieval": _write_retrieval,
+    "reranking": _write_retrieval,
     "clustering": _write_clustering,
     "summarization": _write_summarization,
 }

@@ -178,7 +178,7 @@ def test_the_source_never_evaluates_or_shells_out() -> None:
             name = node.func.id if isinstance(node.func, ast.Name) else node.func.attr if isinstance(node.func, ast.Attribute) else ""
             owner = node.func.value.id if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name) else ""
             where = f"{path.relative_to(REPO)}:{node.lineno}"
-            if name in FORBIDDEN_CALLS and not owner:
+            if name in FORBIDDEN_CALLS and (isinstance(node.func, ast.Name) or owner == "builtins"):  # not model.eval()
                 problems.append(f"{where} calls {name}")
             if (owner, name) in {("os", "system"), ("os", "popen"), ("pickle", "load"), ("pickle", "loads"), ("torch", "load")}:
                 problems.append(f"{where} calls {owner}.{name}")

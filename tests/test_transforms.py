@@ -386,3 +386,26 @@ def test_report_draws_quality_vs_bytes_and_the_dims_by_precision_map(hf_sweep: t
 
     page = render_html(board)
     assert 'id="fig-quality-bytes"' in page and 'id="fig-precision"' in page and 'id="fig-quality-throughput"' in page
+
+
+def test_a_retrieval_fit_over_queries_and_documents_is_the_one_pass_of_both_roles(tmp_path: Path) -> None:
+    """Retrieval fits on queries and documents together (no role); a role-blind model's pass then serves both roles."""
+    import json
+
+    docs = [{"_id": f"d{i}", "title": "", "text": f"document {i} about topic {i % 5} and more words {i * 7}"} for i in range(30)]
+    queries = [{"_id": f"q{i}", "text": f"which document is about topic {i}"} for i in range(5)]
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    (tmp_path / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
+    qrels = "".join(f"q{i}\td{i}\t1\n" for i in range(5))
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels, encoding="utf-8")
+    toml = tmp_path / "task.toml"
+    toml.write_text(
+        'name = "Tiny"\ntype = "retrieval"\nsplit = "test"\n[files]\ncorpus = "corpus.jsonl"\nqueries = "queries.jsonl"\n'
+        'test = "qrels/test.tsv"\n',
+        encoding="utf-8",
+    )
+    task = TaskIndex([]).get(str(toml))
+    results, seen = run(["static:tokenlearn-static?precision=int8&whiten=true&whiten_dim=16", "static:tokenlearn-static"], task)
+    assert all(r.ok for r in results), [r.error for r in results]
+    assert sum(seen) == len(docs) + len(queries)  # the fit's one call; the queries and documents of both specs read it back

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -15,7 +15,9 @@ from evalkit.encoders.base import CorpusFitted, Encoder, Role
 from evalkit.errors import DataError
 from evalkit.schemas.base import Schema
 from evalkit.schemas.task import NoSettings
-from evalkit.taskspec import TaskSpec
+
+if TYPE_CHECKING:
+    from evalkit.taskspec import TaskSpec  # loading a task file validates it against the adapters: TaskSpec sits above
 
 
 @dataclass(frozen=True)

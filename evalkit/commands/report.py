@@ -38,7 +38,8 @@ def register(sub: Any) -> None:
 
 def show(results: Sequence[CellResult], folder: Path) -> list[Path]:
     """The quick end-of-run table: stored intervals, no ranks (``evalkit report`` adds them)."""
-    from evalkit.report.formats import render_terminal, write_reports
+    from evalkit.report.formats import render_terminal
+    from evalkit.report.outputs import write_reports
     from evalkit.report.table import build
 
     board = build(results, ranks=False)
@@ -48,7 +49,8 @@ def show(results: Sequence[CellResult], folder: Path) -> list[Path]:
 
 def main(args: argparse.Namespace) -> int:
     from evalkit.reading import load_results
-    from evalkit.report.formats import render, render_terminal, write_reports
+    from evalkit.report.formats import render_terminal
+    from evalkit.report.outputs import render, write_reports
     from evalkit.report.table import build
     from evalkit.schemas.cli import ReportFlags, check_flags
     from evalkit.stats import Bootstrap

@@ -72,8 +72,9 @@ class HFEncoder(Backend):
         return self.backbone.encode([prompt + t for t in texts] if prompt else list(texts), self.head)
 
     def uses_role(self) -> bool:
-        """Whether queries and documents get different prompts (else one vector per text serves both roles)."""
-        return self.options.query_prompt is not None or self.options.document_prompt is not None
+        """Whether a role changes the prompt (else one vector per text serves queries, documents and role-less calls)."""
+        plain = self.options.prompt_for(None)
+        return any(self.options.prompt_for(role) != plain for role in Role)
 
     def fingerprint(self) -> dict[str, str]:
         return {

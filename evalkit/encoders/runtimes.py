@@ -265,6 +265,7 @@ class RuntimeEncoder(Backend):
         return options
 
     def __init__(self, spec: EncoderSpec) -> None:
+        import sentence_transformers  # noqa: F401  (imports transformers, which quiet_libraries then silences)
         import torch
 
         from evalkit.context import quiet_libraries
@@ -291,7 +292,7 @@ class RuntimeEncoder(Backend):
 
         prebuilt = self.plan.prebuilt
         self.source_identity = weights_identity(self.source, None)
-        artifact = prebuilt.path() if prebuilt else export_path(self.source, self.source_identity, self.plan)
+        artifact = prebuilt.path() if prebuilt else export_path(self.source_identity, self.plan)
         parity: runtime_parity.Parity | None = None
         if artifact.exists():
             self.identity = weights_identity(str(artifact.parent), None)
@@ -299,7 +300,7 @@ class RuntimeEncoder(Backend):
         # torch weights are read only to export or to measure parity; otherwise the transformer is built on the meta device
         self.model = self._sentence_transformer(real_weights=parity is None)
         if not artifact.exists():
-            ensure_export(self.model, self.source, self.source_identity, self.plan)
+            ensure_export(self.model, self.source_identity, self.plan)
             self.identity = weights_identity(str(artifact.parent), None)
             parity = runtime_parity.load(self._parity_key())
         self._runner = open_runtime(self.plan, artifact, self.threads)
@@ -464,28 +465,31 @@ def int8_config() -> str:
     return "avx2"
 
 
-def export_path(source: str, source_identity: str, runtime_plan: Plan) -> Path:
+def export_path(source_identity: str, runtime_plan: Plan) -> Path:
     """Where the export for this plan lives (the ``.onnx`` file; OpenVINO reads the fp32 ONNX export)."""
-    return _export_dir(source, source_identity, runtime_plan.precision) / "model.onnx"
+    return _export_dir(runtime_plan.model, source_identity, runtime_plan.precision) / "model.onnx"
 
 
-def _export_dir(source: str, source_identity: str, precision: str) -> Path:
+def _export_dir(model: str, source_identity: str, precision: str) -> Path:
+    """``<cache>/runtimes/<model name>-<precision>-<key>``: the key covers the source's digest and the exporter's versions."""
     recipe = {"format": EXPORT_FORMAT, "source": source_identity, "precision": precision, "exporter": exporter_label()}
     if precision == "int8":
         recipe |= {"config": int8_config(), "quantizer": f"onnxruntime {_version('onnxruntime')}"}
     if precision == "fp16":
         recipe |= {"converter": f"onnxruntime {_version('onnxruntime')}"}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(source).name)[:60] or "model"
+    entry = catalogue.lookup(model)  # a catalogue name and its hub id share one export
+    label = entry.name if entry is not None else Path(model).name
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:60] or "model"
     return catalogue.cache_dir() / "runtimes" / f"{name}-{precision}-{key}"
 
 
-def ensure_export(model: Any, source: str, source_identity: str, runtime_plan: Plan) -> Path:
+def ensure_export(model: Any, source_identity: str, runtime_plan: Plan) -> Path:
     """Export (fp32, then int8 / fp16 from it) unless done; one clear error naming the model if it fails."""
-    fp32 = _export_dir(source, source_identity, "fp32")
+    fp32 = _export_dir(runtime_plan.model, source_identity, "fp32")
     try:
         _build(fp32, lambda tmp: export_onnx(model[0].model, model[0].tokenizer, tmp / "model.onnx"))
-        target = _export_dir(source, source_identity, runtime_plan.precision)
+        target = _export_dir(runtime_plan.model, source_identity, runtime_plan.precision)
         if runtime_plan.precision == "int8":
             _build(target, lambda tmp: quantize_int8(fp32 / "model.onnx", tmp / "model.onnx"))
         elif runtime_plan.precision == "fp16":
@@ -560,7 +564,9 @@ def export_onnx(transformer: Any, tokenizer: Any, target: Path) -> None:
             return self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
 
     example = tokenizer(["a first example sentence", "and a second, somewhat longer example sentence"], padding=True, return_tensors="pt")
-    limit = min(512, int(getattr(transformer.config, "max_position_embeddings", 512) or 512))
+    declared = getattr(tokenizer, "model_max_length", 512)
+    positions = int(getattr(transformer.config, "max_position_embeddings", 512) or 512)
+    limit = min(512, positions, declared if isinstance(declared, int) and declared > 2 else 512)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence", max=limit)
     module = (LastHiddenTyped if "token_type_ids" in names else LastHidden)(transformer.float().eval())
     with torch.no_grad(), _quiet_exporter():
@@ -718,7 +724,7 @@ def check_prebuilt(prebuilt: Prebuilt, artifact: Path, transformer: Any) -> None
     table = transformer.get_input_embeddings().weight.detach().cpu().numpy().astype(np.float64)
     if quantised.shape != table.shape:
         raise ModelUnavailableError(
-            f"'{prebuilt.name}': its vocabulary ({quantised.shape}) is not {prebuilt.base}'s ({table.shape}); its tokenizer cannot be matched"
+            f"'{prebuilt.name}': its vocabulary {quantised.shape} is not {prebuilt.base}'s {table.shape}: no tokenizer matches it"
         )
     excess = np.abs(quantised * scale - table) - (scale / 2 + 1e-6)
     if float(excess.max()) > 0:

@@ -25,18 +25,12 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from evalkit.report.table import MEAN, Leaderboard
-from evalkit.results.store import atomic_write
 from evalkit.stats import format_p as fmt_p
-
-FORMATS = ("md", "html", "csv", "json")
-
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -271,30 +265,3 @@ def render_json(board: Leaderboard) -> str:
     if text.isascii() and "\x7f" not in text:
         return text
     return "".join(_json_escaped(c) if c not in "\n " and _unsafe(c) else c for c in text)
-
-
-def render(board: Leaderboard, fmt_name: str, title: str = "evalkit leaderboard") -> str:
-    if fmt_name == "md":
-        return f"# {escape_md(title)}\n\n" + render_markdown(board)
-    if fmt_name == "csv":
-        return render_csv(board)
-    if fmt_name == "json":
-        return render_json(board)
-    if fmt_name == "html":
-        from evalkit.report.html import render_html
-
-        return render_html(board, title)
-    raise ValueError(f"unknown format {fmt_name!r}")
-
-
-def write_reports(
-    board: Leaderboard, folder: Path, formats: Sequence[str] = ("md", "csv"), title: str = "evalkit leaderboard"
-) -> list[Path]:
-    """Write ``leaderboard.<fmt>`` for each format into ``folder``, atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in formats:
-        path = folder / f"leaderboard.{name}"
-        atomic_write(path, render(board, name, title))
-        written.append(path)
-    return written

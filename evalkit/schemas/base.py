@@ -96,7 +96,7 @@ def error_from(
 ) -> EvalkitError:
     """The first error of ``exc`` as a DataError (pydantic's wording, evalkit's one-line format)."""
     first = exc.errors(include_url=False)[0]
-    loc = [str(part) for part in first["loc"]]
+    loc = [str(part) for part in first["loc"] if not _is_tag(part)]
     dotted = ".".join([prefix, *loc] if prefix else loc)
     hint = None
     kind = first["type"]
@@ -111,6 +111,11 @@ def error_from(
     if line is None and source is not None:
         line = toml_line(source, dotted)
     return DataError(message, path=path, line=line, field=dotted or None, hint=hint)
+
+
+def _is_tag(part: object) -> bool:
+    """A union member or validator tag pydantic puts in ``loc`` (``function-after[...]``, ``list[str]``): not a field."""
+    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool", "list", "dict", "none"})
 
 
 def _message(error: Mapping[str, Any]) -> str:
