@@ -58,6 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         print(f"evalkit: {what}; finished cells are saved, re-run the same command to resume", file=sys.stderr)
         return exc.exit_code if isinstance(exc, Terminated) else SIGINT_EXIT_CODE
+    except BrokenPipeError:  # `evalkit describe X | head`: the reader left; say nothing more, as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return 128 + 13
 
 
 def entrypoint() -> None:

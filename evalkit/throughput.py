@@ -175,7 +175,9 @@ class MeteredEncoder(EncoderWrapper):
             front = cache.wrap(_Measured(self), device)
             self.cached = front if isinstance(front, CachedEncoder) else None
         self.shared = shared
-        self.transformer = Transformer(transform, self.raw) if transform is not None else None
+        self.transformer = None
+        if transform is not None:  # a calibration sample is set-up, like loading the model: not this task's encoding
+            self.transformer = Transformer(transform, self.raw, sample_source=lambda texts, role: self.inner.encode(texts, role))
 
     def reset(self) -> Throughput:
         """The measurements so far (then zeroed); a transform forgets what it was fitted on."""

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from evalkit.bench import BENCH_TASK_TYPE, BenchConfig, bench_result, bench_spec, bench_texts, is_bench, measure, percentile
-from evalkit.results.schema import CellResult
+from evalkit.bench import BenchConfig, bench_result, bench_spec, bench_texts, measure, percentile
+from evalkit.results.schema import BENCH_TASK_TYPE, CellResult, is_bench
 from evalkit.results.store import ResultStore
 from evalkit.spec import EncoderSpec
 

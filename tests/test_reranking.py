@@ -102,7 +102,7 @@ def test_golden_minilm_native(tmp_path: Path) -> None:
     compare = compare_module()
     encoder = load_encoder("sbert:all-MiniLM-L6-v2")
     try:
-        task = load_task_file(subset(tmp_path, 6))
+        task = load_task_file(subset(tmp_path, 4))
         ours = adapter_for("reranking").evaluate(encoder, task, "test")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -206,6 +206,17 @@ def test_cli_bad_candidates_is_one_line_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "candidates.jsonl:2" in lines[0] and "Traceback" not in done.stderr
+
+
+def test_run_writes_a_result_with_an_interval(tmp_path: Path) -> None:
+    from evalkit.cli import main as cli_main
+
+    path = subset(tmp_path, 12)
+    assert cli_main(["run", "-e", "static:tokenlearn-static", "-t", str(path), "-o", str(tmp_path / "out")]) == 0
+    (result_file,) = (tmp_path / "out").rglob("MyRerank.test.json")
+    result = json.loads(result_file.read_text(encoding="utf-8"))
+    assert result["main_metric"] == "map_at_1000" and result["n_units"] == 12 and len(result["units"]["map_at_1000"]) == 12
+    assert result["ci"]["low"] <= result["main_score"] <= result["ci"]["high"]
 
 
 def test_cutoffs_always_cover_the_main_score(tmp_path: Path, static: Any) -> None:

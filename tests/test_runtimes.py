@@ -150,9 +150,7 @@ def test_parity_is_zero_against_itself_and_blind_to_vector_length(seed: int, n: 
     assert parity.within()
 
 
-def test_parity_sees_a_perturbation_and_a_corrupt_memo_is_ignored(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_parity_sees_a_perturbation_and_a_corrupt_memo_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path))
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(40, 8))

@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.linear_model import LogisticRegression  # imported before threadpool_limits, so its BLAS is one the limit sees
+from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from evalkit.adapters import adapter_for
@@ -58,9 +60,6 @@ def task_file(folder: Path, data: list[dict[str, Any]], settings_toml: str = 'pr
 
 def senteval_inner_kfold(x: np.ndarray, y: np.ndarray, k: int, seed: int) -> dict[str, Any]:
     """SentEval's InnerKFoldClassifier.run, sklearn path, plus each fold's chosen C and unrounded accuracy."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
-
     regs = [2**t for t in range(-2, 4, 1)]
     skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     innerskf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
@@ -95,7 +94,7 @@ def senteval_inner_kfold(x: np.ndarray, y: np.ndarray, k: int, seed: int) -> dic
 @pytest.mark.parametrize(
     ("source", "n", "settings_toml", "k", "seed"),
     [
-        ("sst2/dev.jsonl", 160, 'protocol = "senteval"\n', 10, 1111),  # SentEval's defaults: 10 folds, seed 1111
+        ("sst2/dev.jsonl", 200, 'protocol = "senteval"\n', 10, 1111),  # SentEval's defaults: 10 folds, seed 1111
         ("emotion/test.jsonl", 200, 'protocol = "senteval"\nk_folds = 4\nseed = 7\n', 4, 7),  # six string labels, some rare
     ],
 )

@@ -117,12 +117,20 @@ def test_whitening_equals_the_reference_and_whitens(data: st.DataObject) -> None
     assert np.allclose(fitted(vectors), reference_whitening(vectors.astype(np.float64), k), atol=1e-4)
 
 
-def test_whitening_refuses_fewer_texts_than_components() -> None:
-    vectors = np.random.default_rng(0).normal(size=(5, 16)).astype(np.float32)
+def test_whitening_keeps_the_components_that_vary_and_refuses_more() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(5, 16)).astype(np.float32)
     with pytest.raises(EvalkitError) as caught:
         Whitening.fit(vectors, 8)
     assert caught.value.field == "whiten_dim" and "at most 4" in (caught.value.hint or "")
-    Whitening.fit(vectors, 4)  # 5 texts span 4 components
+    assert Whitening.fit(vectors, 4).kernel.shape == (16, 4)  # 5 texts span 4 components
+    assert Whitening.fit(vectors, None).kernel.shape == (16, 4)
+    constant = rng.normal(size=(200, 12)).astype(np.float32)
+    constant[:, [2, 7, 9]] = 0.25  # dimensions that never vary (as 3 of MiniLM's mean-pooled 384 on STS-B)
+    fitted = Whitening.fit(constant, None)
+    assert fitted.kernel.shape == (12, 9) and np.isfinite(fitted(constant)).all()
+    with pytest.raises(EvalkitError):
+        Whitening.fit(np.ones((10, 4), dtype=np.float32), None)  # nothing varies: no whitening at all
 
 
 def test_truncation_renormalises_only_when_asked_like_sentence_transformers() -> None:

@@ -447,11 +447,11 @@ class ClassificationAdapter:
             extra: dict[str, Any] = {"cross_validation_folds": len(plan.runs)}
             if plan.inner is not None:  # SentEval: each fold's L2 penalty from its own inner cross-validation
                 labels, opts = np.asarray(test.labels), plan.settings
-                chosen = [
+                penalties = [
                     senteval_penalty(vectors[part], labels[part], folds, opts.seed, opts.max_iter)
                     for (part, _), folds in zip(plan.runs, plan.inner, strict=True)
                 ]
-                extra["senteval"] = {"C": [c for c, _ in chosen], "dev_accuracy": [dev for _, dev in chosen]}
+                extra["senteval"] = {"C": [c for c, _ in penalties], "dev_accuracy": [dev for _, dev in penalties]}
         else:
             train = plan.train
             union = sorted(set().union(*(picked for picked, _ in plan.runs)))

@@ -60,7 +60,7 @@ class RerankingSettings(Schema):
         default_factory=lambda: list(DEFAULT_K), description="metric cut-offs (10 and 1000 are always added); the largest is kept per query"
     )
     ignore_identical_ids: bool = Field(default=False, description="drop a candidate whose id equals the query id (MTEB's option)")
-    similarity: Literal["cosine", "dot"] = "cosine"
+    similarity: Literal["cosine", "dot"] = Field(default="cosine", description="how a candidate is scored against its query")
     missing_documents: Literal["error", "keep"] = Field(
         default="error", description="qrels naming a document absent from the corpus: an error, or kept as MTEB does"
     )

@@ -61,7 +61,7 @@ from evalkit import catalogue, runtime_parity
 from evalkit.encoders.base import Backend, Role
 from evalkit.errors import ModelUnavailableError, SpecError
 from evalkit.schemas.base import Name, Schema, Text, parse
-from evalkit.schemas.options import BackendOptions, Flag, Positive, _error
+from evalkit.schemas.options import BackendOptions, Flag, Positive, TransformOptions, _error
 from evalkit.spec import EncoderSpec
 
 EXPORT_FORMAT = 1  # bump when the export recipe changes: old exports are then rebuilt beside the new
@@ -70,8 +70,8 @@ EXPORT_PACKAGES = ("torch", "onnx", "onnxscript")
 INSTALL_HINT = "pip install 'evalkit[runtimes]' (onnxruntime, onnx, onnxscript, openvino)"
 
 
-class RuntimeOptions(BackendOptions):
-    """``onnx`` / ``openvino``: which export of the model, where it runs, and sentence-transformers' own options."""
+class RuntimeOptions(TransformOptions):
+    """``onnx`` / ``openvino``: which export of the model, where it runs, sentence-transformers' own options, and the transforms."""
 
     quantize: Literal["none", "int8"] = Field("none", description="int8: dynamic int8 quantisation (ONNX only)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="cuda: ONNX Runtime's CUDA execution provider (onnxruntime-gpu)")

@@ -161,6 +161,11 @@ class SBERTEncoder(Backend):
         default = getattr(self.model, "default_prompt_name", None)
         return prompts.get(default) if default is not None else None
 
+    def uses_role(self) -> bool:
+        """Whether a role changes the prompt (else one vector per text serves queries, documents and role-less calls)."""
+        plain = self.prompt(None)
+        return any(self.prompt(role) != plain for role in Role)
+
     def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
         return self.backbone.encode(list(texts), self.prompt(role), self.normalize)
 

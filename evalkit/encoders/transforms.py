@@ -167,6 +167,10 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, 1e-12)[:, None]).astype(x.dtype, copy=False)
 
 
+VARIES = 1e-10
+"""A covariance component varies when its variance exceeds this fraction of the largest (float noise sits near 1e-16)."""
+
+
 @dataclass(frozen=True)
 class Whitening:
     """BERT-whitening fitted on one task's vectors: ``normalise((x − mean) @ kernel)``."""
@@ -176,19 +180,26 @@ class Whitening:
 
     @classmethod
     def fit(cls, vectors: np.ndarray, keep: int | None) -> Whitening:
-        """Su et al.'s ``compute_kernel_bias``: ``np.cov``, SVD, ``U · diag(S)^-½``, first K columns."""
+        """Su et al.'s ``compute_kernel_bias``: ``np.cov``, SVD, ``U · diag(S)^-½``, first K columns.
+
+        Without ``keep``, every component that varies over the task is kept: a direction
+        with no variance at all (``all-MiniLM-L6-v2``'s mean-pooled last layer has 3, of 384,
+        on STS-B: dimensions that are constant) has no whitening (1/√0), and carries nothing
+        that tells two texts apart, so it is dropped; the result's ``vector_dim`` says how many
+        were kept. Asking for more components (``whiten_dim``) than vary is refused.
+        """
         x = np.asarray(vectors, dtype=np.float64)
         n, dim = x.shape
-        k = keep or dim
-        if k > dim:
-            raise EvalkitError(f"whiten_dim={k} is larger than the vectors' {dim} dimensions", field="whiten_dim")
+        if keep is not None and keep > dim:
+            raise EvalkitError(f"whiten_dim={keep} is larger than the vectors' {dim} dimensions", field="whiten_dim")
         if n < 2:
             raise EvalkitError(f"whitening needs at least 2 distinct texts; the task has {n}", field="whiten")
         u, s, _ = np.linalg.svd(np.cov(x.T))
-        rank = int(np.sum(s > s[0] * 1e-10)) if s[0] > 0 else 0
-        if rank < k:
+        rank = int(np.sum(s > s[0] * VARIES)) if s[0] > 0 else 0
+        k = rank if keep is None else keep
+        if rank == 0 or rank < k:
             raise EvalkitError(
-                f"whitening is undefined here: the task's {n} distinct texts span {rank} of the {k} components kept",
+                f"whitening is undefined here: the task's {n} distinct texts vary along {rank} of the {k} components asked for",
                 field="whiten_dim" if keep else "whiten",
                 hint=f"set whiten_dim to at most {rank}" if rank else "the vectors do not vary",
             )
@@ -277,10 +288,11 @@ class Transformer:
     statistics of the vectors being transformed, as ``quantize_embeddings`` does without ranges.
     """
 
-    def __init__(self, transform: Transform, source: Source, strict: bool = True) -> None:
+    def __init__(self, transform: Transform, source: Source, strict: bool = True, sample_source: Source | None = None) -> None:
         self.transform = transform
         self.precision = PRECISIONS[transform.precision]
         self.source = source
+        self.sample_source = sample_source or source  # the calibration sample: once per loaded spec, outside the task's meter
         self.strict = strict
         self.whitening: Whitening | None = None
         self.ranges: np.ndarray | None = None
@@ -312,7 +324,7 @@ class Transformer:
     def _calibration_ranges(self) -> np.ndarray:
         if self._sample is None:
             texts = CALIBRATION_SAMPLES[self.transform.calibration]()
-            self._sample = np.asarray(self.source(texts, None), dtype=np.float32)
+            self._sample = np.asarray(self.sample_source(texts, None), dtype=np.float32)
         return scalar_ranges(self.floats(self._sample))
 
     def __call__(self, raw: np.ndarray) -> tuple[np.ndarray, VectorInfo]:
@@ -430,20 +442,22 @@ class SharedPass:
     def __init__(self, role_blind: bool = False, limit: int = SHARED_BYTES) -> None:
         self.role_blind = role_blind
         self.limit = limit
-        self._index: dict[tuple[str | None, str], tuple[int, int]] = {}
+        self._index: dict[str | None, dict[str, tuple[int, int]]] = {}  # role -> text -> (block, row)
         self._blocks: list[np.ndarray] = []
+        self._texts: list[tuple[str | None, list[str]]] = []  # each block's role and texts, in order
         self._bytes = 0
 
     def __len__(self) -> int:
-        return len(self._index)
-
-    def _key(self, role: Role | None) -> str | None:
-        return None if self.role_blind or role is None else role.value
+        return sum(len(index) for index in self._index.values())
 
     def get(self, texts: Sequence[str], role: Role | None, compute: Callable[[list[str]], np.ndarray]) -> tuple[np.ndarray, int]:
         """The vectors of ``texts`` (``compute`` runs on the missing ones only), and how many were already here."""
-        key = self._key(role)
-        rows = [self._index.get((key, t)) for t in texts]
+        key = None if self.role_blind or role is None else role.value
+        for block, (owner, stored) in enumerate(self._texts):  # a sibling asking for exactly what was encoded (the usual case)
+            if owner == key and len(stored) == len(texts) and stored == list(texts):
+                return self._blocks[block].copy(), len(texts)
+        index = self._index.setdefault(key, {})
+        rows = list(map(index.get, texts))
         missing = [i for i, r in enumerate(rows) if r is None]
         if len(missing) == len(texts):
             fresh = np.asarray(compute(list(texts)), dtype=np.float32)
@@ -457,14 +471,11 @@ class SharedPass:
                 self.clear()
                 return np.asarray(compute(list(texts)), dtype=np.float32), 0
         out = np.empty((len(texts), dim), dtype=np.float32)
-        found = [(i, r) for i, r in enumerate(rows) if r is not None]
-        by_block: dict[int, tuple[list[int], list[int]]] = {}
-        for i, (block, row) in found:
-            positions, picks = by_block.setdefault(block, ([], []))
-            positions.append(i)
-            picks.append(row)
-        for block, (positions, picks) in by_block.items():
-            out[positions] = self._blocks[block][picks]
+        found = np.fromiter((i for i, r in enumerate(rows) if r is not None), dtype=np.int64)
+        where = np.asarray([r for r in rows if r is not None], dtype=np.int64).reshape(-1, 2)
+        for block in np.unique(where[:, 0]):
+            mine = where[:, 0] == block
+            out[found[mine]] = self._blocks[int(block)][where[mine, 1]]
         if computed is not None:
             out[missing] = computed
             self._store(key, [texts[i] for i in missing], computed)
@@ -477,11 +488,14 @@ class SharedPass:
             return
         block = len(self._blocks)
         self._blocks.append(vectors)
+        self._texts.append((key, list(texts)))
         self._bytes += vectors.nbytes
+        index = self._index.setdefault(key, {})
         for row, text in enumerate(texts):
-            self._index.setdefault((key, text), (block, row))
+            index.setdefault(text, (block, row))
 
     def clear(self) -> None:
         self._index.clear()
         self._blocks.clear()
+        self._texts.clear()
         self._bytes = 0
