@@ -222,7 +222,7 @@ class Results:
         return tuple(c for c in self.cells if not c.ok)
 
     def to_pandas(self) -> pd.DataFrame:
-        """One row per cell: encoder, task, split, main metric and score (× 1, as stored), interval, throughput, status."""
+        """One row per cell: encoder, task, split, subset limit, main metric and score (× 1, as stored), interval, throughput, status."""
         import pandas as pd
 
         rows = []
@@ -234,6 +234,7 @@ class Results:
                     "task": cell.task,
                     "task_type": cell.task_type,
                     "split": cell.split,
+                    "limit": cell.subset.limit if cell.subset is not None else None,  # --limit: a subset, not the full task
                     "main_metric": cell.main_metric,
                     "main_score": cell.main_score,
                     "ci_low": (cell.ci or {}).get("low"),

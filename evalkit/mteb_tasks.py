@@ -12,7 +12,7 @@ Hugging Face subsets), so its results never mix with a shipped task of the same 
 Supported: MTEB's text tasks of the types evalkit has adapters for (see :data:`TYPES`).
 A multilingual task needs a subset: ``mteb:AmazonCounterfactualClassification:en``;
 without one, the ``default`` subset, else ``en``/``en-en``/``eng``, else the only
-English one is taken, else the run stops naming the subsets. A retrieval task is
+English one is taken, else the run stops naming the subsets. A retrieval or reranking task is
 written for its main split only (``test`` where MTEB evaluates it).
 
 **Protocol settings from MTEB's metadata** (:func:`protocol`): STS and summarization
@@ -41,12 +41,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from evalkit.errors import DataError
-
-if TYPE_CHECKING:
-    from evalkit.taskspec import TaskSpec
 
 PREFIX = "mteb:"
 TYPES = {
@@ -135,7 +132,9 @@ def mteb_task(name: str, *, field_name: str = "--task") -> Any:
         folded = [n for n in names if n.casefold() == name.casefold()]
         if len(folded) != 1:
             raise DataError(
-                f"MTEB has no task named '{name}'", field=field_name, hint=did_you_mean(name, names).replace("allowed: ", "MTEB knows: ")[:300]
+                f"MTEB has no task named '{name}'",
+                field=field_name,
+                hint=did_you_mean(name, names).replace("allowed: ", "MTEB knows: ")[:300],
             )
         name = folded[0]
     try:
@@ -293,7 +292,7 @@ def inherit(
             for key in limits:
                 inherited.pop(key, None)
     notes = []
-    where = f"(protocol = \"mteb:{proto.name}\")"
+    where = f'(protocol = "mteb:{proto.name}")'
     for key, value in explicit.items():
         if key in inherited and inherited[key] != value:
             at = toml_line(source, f"settings.{key}") if source else None
@@ -318,14 +317,12 @@ def _key(name: str, subset: str | None) -> str:
     return _escape_part(name.casefold() + (f":{subset}" if subset else ""), dots=True)  # injective: a name holds no ':'
 
 
-def load(text: str) -> TaskSpec:
-    """The evalkit task for ``mteb:NAME[:SUBSET]``: MTEB's data written once under :func:`cache_root`, then read as a task file."""
-    from evalkit.taskspec import load_task_file
-
+def materialize(text: str) -> Path:
+    """The task file of ``mteb:NAME[:SUBSET]``: MTEB's data written once under :func:`cache_root` (``TaskIndex.get`` loads it)."""
     name, subset = split_name(text)
     folder = cache_root() / mteb_version() / _key(name, subset)
     if (folder / "task.toml").is_file():
-        return load_task_file(folder / "task.toml")
+        return folder / "task.toml"
     task = mteb_task(name)
     proto = protocol(task)
     chosen = choose_subset(proto, subset)
@@ -350,7 +347,7 @@ def load(text: str) -> TaskSpec:
         raise DataError(f"cannot write MTEB's data for evalkit ({exc.strerror or exc})", path=folder) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return load_task_file(folder / "task.toml")
+    return folder / "task.toml"
 
 
 def choose_subset(proto: Protocol, subset: str | None) -> str:
@@ -373,7 +370,8 @@ def choose_subset(proto: Protocol, subset: str | None) -> str:
     raise DataError(
         f"MTEB task {proto.name} has {len(subsets)} subsets; name one",
         field="--task",
-        hint=f"e.g. mteb:{proto.name}:{(english or subsets)[0]}; subsets: {', '.join(subsets[:20])}" + (", ..." if len(subsets) > 20 else ""),
+        hint=f"e.g. mteb:{proto.name}:{(english or subsets)[0]}; subsets: {', '.join(subsets[:20])}"
+        + (", ..." if len(subsets) > 20 else ""),
     )
 
 
@@ -435,7 +433,13 @@ def _first_line(exc: BaseException) -> str:
 
 # ---- writing MTEB's data as an evalkit task --------------------------------------------------------------------------
 def _write_task(folder: Path, task: Any, proto: Protocol, subset: str) -> None:
-    """``folder/task.toml`` and ``folder/data/*.jsonl`` from the loaded MTEB task (its subset ``subset``)."""
+    """``folder/task.toml`` and ``folder/data/*.jsonl`` from the loaded MTEB task (its subset ``subset``).
+
+    The main score is written only where it is not the adapter's own, as in evalkit's
+    task files, so an ``mteb:`` task and a shipped one with MTEB's settings share a ``task_hash``.
+    """
+    from evalkit.adapters import adapter_for
+
     data = folder / "data"
     data.mkdir()
     try:
@@ -456,7 +460,7 @@ def _write_task(folder: Path, task: Any, proto: Protocol, subset: str) -> None:
         f"name = {_toml(name)}",
         f"type = {_toml(proto.type)}",
         f"split = {_toml(proto.split)}",
-        f"main_score = {_toml(proto.main_score)}",
+        *([f"main_score = {_toml(proto.main_score)}"] if proto.main_score != adapter_for(proto.type).main_metric else []),
         f"description = {_toml(proto.description)}",
         f"reference = {_toml(proto.reference)}",
         f"license = {_toml(proto.license)}",
@@ -570,7 +574,9 @@ def _write_retrieval(task: Any, proto: Protocol, data: Any, folder: Path) -> dic
         _jsonl(folder / "candidates.jsonl", candidates)
         files["candidates"] = "data/candidates.jsonl"
     elif part.get("top_ranked"):
-        raise DataError(f"MTEB task {proto.name} reranks given candidates (top_ranked); evalkit's retrieval searches the corpus", field="--task")
+        raise DataError(
+            f"MTEB task {proto.name} reranks given candidates (top_ranked); evalkit's retrieval searches the corpus", field="--task"
+        )
     corpus = ({"_id": str(d["id"]), "title": d.get("title") or "", "text": d["text"]} for d in part["corpus"])
     _jsonl(folder / "corpus.jsonl", corpus)
     _jsonl(folder / "queries.jsonl", ({"_id": str(q["id"]), "text": q["text"]} for q in part["queries"]))
@@ -612,9 +618,7 @@ def _write_summarization(task: Any, proto: Protocol, data: Any, folder: Path) ->
     columns = (task.text_column_name, task.human_summaries_column_name, task.machine_summaries_column_name, task.relevancy_column_name)
     files = {}
     for split in _splits(proto, data):
-        rows = (
-            {"text": t, "human_summaries": h, "machine_summaries": m, "relevance": r} for t, h, m, r in _columns(data[split], *columns)
-        )
+        rows = ({"text": t, "human_summaries": h, "machine_summaries": m, "relevance": r} for t, h, m, r in _columns(data[split], *columns))
         _jsonl(folder / f"{split}.jsonl", rows)
         files[split] = f"data/{split}.jsonl"
     return files

@@ -28,7 +28,7 @@ import numpy as np
 
 from evalkit.errors import DataError
 from evalkit.results.schema import SCORE_TOLERANCE, CellResult
-from evalkit.results.store import check_placement
+from evalkit.results.store import check_placement, limit_of
 from evalkit.stats import Bootstrap, Interval, percentile_interval, prepare_units, result_replicates, stream_key
 
 
@@ -55,9 +55,9 @@ def load_results(root: Path | str, *, what: str = "results") -> list[CellResult]
 
 
 def check_unique(results: Sequence[CellResult], files: Sequence[Path]) -> None:
-    seen: dict[tuple[str, str, str], Path] = {}
+    seen: dict[tuple[str, str, str, int | None], Path] = {}
     for result, path in zip(results, files, strict=True):
-        key = (result.encoder, result.task, result.split)
+        key = (result.encoder, result.task, result.split, limit_of(result))  # a --limit subset is its own cell
         if key in seen:
             raise DataError(f"two result files for {result.encoder} × {result.task}/{result.split} (the other is {seen[key]})", path=path)
         seen[key] = path

@@ -13,7 +13,9 @@ every encoder, every run and every machine:
 * retrieval: ``N`` judged queries, every document judged for them, and a sample of
   ``CORPUS_PER_QUERY × N`` other documents of the corpus;
 * clustering: at most ``N`` documents are embedded and clustered, stratified by label
-  (v2: a sample of the documents the protocol would embed; legacy: by set and label).
+  (v2: a sample of the documents the protocol would embed; legacy: by set and label);
+* a task type whose adapter declares no ``limit_unit`` is refused (exit 2), never run
+  in full under a subset's name.
 
 A unit's fate depends only on the seed and its position in the data
 (:func:`keys`: SplitMix64 of the position, pure integer arithmetic, so no library

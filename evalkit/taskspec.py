@@ -16,9 +16,14 @@ adapter's ``Settings`` model, and ``main_score`` must be a metric the adapter re
 All of it is checked when the file is loaded, so a bad task file is one error naming
 the file, line and field before anything else happens.
 
+A top-level ``protocol = "mteb:NAME"`` inherits MTEB's protocol settings and main score
+for the MTEB task NAME; what the file itself says wins, and each difference is reported
+as a warning (:func:`evalkit.mteb_tasks.inherit`).
+
 Task files are found in evalkit's own ``tasks/`` folder, in every folder listed in
 ``EVALKIT_TASKS_PATH`` (os.pathsep-separated) and in folders passed with
-``--tasks-dir``; ``-t path/to/file.toml`` also works directly.
+``--tasks-dir``; ``-t path/to/file.toml`` also works directly, and ``-t mteb:NAME``
+runs MTEB's task NAME on its own data (:func:`evalkit.mteb_tasks.materialize`).
 """
 
 from __future__ import annotations
@@ -176,7 +181,7 @@ def task_from_data(raw: Any, *, path: Path, text: str = "") -> TaskSpec:
             path=path,
             line=toml_line(text, "settings.protocol") if text else None,
             field="settings.protocol",
-            hint=f"move protocol = {settings['protocol']!r} above [files]; [settings].protocol is classification's train_test / cross_validation",
+            hint=f"move protocol = {settings['protocol']!r} above [files] ([settings].protocol is train_test / cross_validation)",
         )
     if spec.protocol is not None:  # MTEB's settings underneath the file's own (evalkit.mteb_tasks.inherit)
         from evalkit import mteb_tasks
@@ -206,8 +211,7 @@ def task_from_data(raw: Any, *, path: Path, text: str = "") -> TaskSpec:
         protocol=spec.protocol,
     )
     adapter = adapter_class()
-    settings = task.settings_as(settings_model(adapter))
-    metrics = reported_metrics(adapter, settings)
+    metrics = reported_metrics(adapter, task.settings_as(settings_model(adapter)))
     if task.main_score is not None and metrics is not None and task.main_score not in metrics:
         raise task.error(
             "main_score",
@@ -250,8 +254,8 @@ class TaskIndex:
     def get(self, name_or_path: str) -> TaskSpec:
         from evalkit import mteb_tasks
 
-        if mteb_tasks.is_mteb(name_or_path):  # MTEB's catalogue: mteb:NAME[:SUBSET]
-            return mteb_tasks.load(name_or_path)
+        if mteb_tasks.is_mteb(name_or_path):  # MTEB's catalogue: mteb:NAME[:SUBSET], its data written as a task file
+            return load_task_file(mteb_tasks.materialize(name_or_path))
         candidate = Path(name_or_path)
         if candidate.suffix == ".toml" and (candidate.exists() or os.sep in name_or_path):
             return load_task_file(candidate)

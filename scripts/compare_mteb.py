@@ -158,6 +158,8 @@ def mteb_task(task: TaskSpec, split: str) -> tuple[Any, str]:
             )
 
         train_key = settings.get("train_split", "train")
+        if settings.get("protocol") == "senteval":
+            raise ValueError(f"{task.name}: MTEB has no SentEval protocol (tests/test_senteval_protocol.py checks it against scikit-learn)")
         single = settings.get("protocol") == "cross_validation"  # evalkit never switches protocol implicitly
         if settings.get("mode", "undersample") != "undersample":
             raise ValueError(f"{task.name}: MTEB has no '{settings.get('mode')}' mode")

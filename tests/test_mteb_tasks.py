@@ -78,6 +78,14 @@ def scifact() -> Any:
     return {"default": {"test": {"corpus": corpus, "queries": queries, "relevant_docs": qrels, "top_ranked": None}}}
 
 
+def scifact_candidates() -> Any:
+    """SciFact with the shipped reranking task's candidate lists as MTEB's ``top_ranked``."""
+    data = scifact()
+    lists = rows(DATA / "reranking" / "scifact" / "candidates.jsonl")
+    data["default"]["test"]["top_ranked"] = {str(r["query-id"]): [str(d) for d in r["corpus-ids"]] for r in lists}
+    return data
+
+
 def summeval() -> Any:
     keys = ("text", "human_summaries", "machine_summaries", "relevance")
     return datasets({"test": [{k: r[k] for k in keys} for r in rows(DATA / "summarization" / "summeval" / "test.jsonl")]})
@@ -126,8 +134,29 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 # ---- -t mteb:NAME --------------------------------------------------------------------------------------------------------
-def test_mteb_tasks_score_exactly_like_the_same_data_in_evalkit_task_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each type: an MTEB task object with local data, run as ``mteb:NAME``, equals evalkit on the same data and protocol.
+def units(task: Any) -> Any:
+    """What the task's adapter scores, read before any model loads (file paths and lines left out)."""
+    adapter = adapter_for(task.type)
+    if task.type == "classification":
+        plan = adapter.plan(task, task.split)
+        return plan.settings, plan.test.texts, plan.test.labels, plan.train.texts, plan.train.labels, plan.runs
+    data = adapter.load(task, task.split)
+    if task.type == "sts":
+        return data.sentences1, data.sentences2, data.gold.tolist()
+    if task.type == "pair_classification":
+        return data.sentences1, data.sentences2, data.labels.tolist()
+    if task.type == "retrieval":
+        return data.queries, data.qrels, data.n_docs
+    if task.type == "reranking":
+        return data.queries, data.qrels, data.candidates, data.documents, data.n_docs
+    if task.type == "summarization":
+        return data.human, data.machine, [g.tolist() for g in data.gold]
+    docs, plan = data
+    return docs.texts, docs.labels, docs.sets, plan
+
+
+def test_mteb_tasks_read_exactly_what_evalkit_reads_from_the_same_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each type: an MTEB task object with local data, as ``mteb:NAME``, gives its adapter the same units and protocol.
 
     The twin is the shipped task where its settings are MTEB's (checked below), else a
     user task file on the same data that inherits MTEB's protocol with ``protocol = ...``.
@@ -137,6 +166,7 @@ def test_mteb_tasks_score_exactly_like_the_same_data_in_evalkit_task_files(tmp_p
         ("EmotionClassification", emotion),
         ("TwitterSemEval2015", mrpc),
         ("SciFact", scifact),
+        ("SciDocsRR", scifact_candidates),
         ("SummEvalSummarization.v2", summeval),
         ("TwentyNewsgroupsClustering.v2", clusters_v2),
         ("ArxivClusteringS2S", clusters_legacy),
@@ -145,39 +175,35 @@ def test_mteb_tasks_score_exactly_like_the_same_data_in_evalkit_task_files(tmp_p
     (tmp_path / "sets.jsonl").write_text(
         "".join(json.dumps({**d, "set": i}) + "\n" for i, s in enumerate(legacy_sets()) for d in s), encoding="utf-8"
     )
+    news = 'name = "NewsLike"\ntype = "clustering"\nprotocol = "mteb:TwentyNewsgroupsClustering.v2"\nsplit = "test"\n'
+    arxiv = 'name = "ArxivLike"\ntype = "clustering"\nprotocol = "mteb:ArxivClusteringS2S"\nsplit = "test"\n'
     twins = {
-        "mteb:STSBenchmark": "STSBenchmark",
-        "mteb:EmotionClassification": "EmotionClassification",
-        "mteb:TwitterSemEval2015": "MRPC",  # pair classification has no settings: MRPC's data is the only difference
-        "mteb:SciFact": "SciFact",
-        "mteb:SummEvalSummarization.v2": "SummEval",
-        "mteb:TwentyNewsgroupsClustering.v2": str(
-            user_task(
-                tmp_path,
-                "news",
-                f'name = "NewsLike"\ntype = "clustering"\nprotocol = "mteb:TwentyNewsgroupsClustering.v2"\nsplit = "test"\n'
-                f'[files]\ntest = "{EMOTION_CLUSTERS}"\n',
-            )
-        ),
-        "mteb:ArxivClusteringS2S": str(
-            user_task(
-                tmp_path,
-                "arxiv",
-                'name = "ArxivLike"\ntype = "clustering"\nprotocol = "mteb:ArxivClusteringS2S"\nsplit = "test"\n[files]\ntest = "sets.jsonl"\n',
-            )
-        ),
+        "STSBenchmark": TaskIndex().get("STSBenchmark"),
+        "EmotionClassification": TaskIndex().get("EmotionClassification"),
+        "TwitterSemEval2015": TaskIndex().get("MRPC"),  # pair classification has no settings: only MRPC's data is shared
+        "SciFact": TaskIndex().get("SciFact"),
+        "SciDocsRR": TaskIndex().get("SciFactReranking"),  # MTEB's reranking layout, the shipped task's candidates
+        "SummEvalSummarization.v2": TaskIndex().get("SummEval"),
+        "TwentyNewsgroupsClustering.v2": load_task_file(user_task(tmp_path, "news", news + f'[files]\ntest = "{EMOTION_CLUSTERS}"\n')),
+        "ArxivClusteringS2S": load_task_file(user_task(tmp_path, "arxiv", arxiv + '[files]\ntest = "sets.jsonl"\n')),
     }
-    # --limit keeps it fast and changes nothing here: both sides hold the same rows in the same order, so the same sample
-    results = evalkit.evaluate("tfidf:lexical", [*twins, *twins.values()], output=tmp_path / "out", progress=False, limit=60)
-    scores = {r.task: r for r in results}
-    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
-    for mteb_name, twin in twins.items():
-        twin_name = twin if not twin.endswith(".toml") else load_task_file(Path(twin)).name
-        ours, theirs = scores[mteb_name], scores[twin_name]
-        assert ours.main_metric == theirs.main_metric
-        assert ours.main_score == pytest.approx(theirs.main_score, abs=1e-12), mteb_name
-        assert ours.n_units == theirs.n_units and ours.ci and ours.throughput, mteb_name
-    assert len(list((tmp_path / "out").glob("*/mteb%3ASTSBenchmark.test@limit60.json"))) == 1
+    for name, twin in twins.items():
+        task = TaskIndex().get(f"mteb:{name}")
+        assert task.name == f"mteb:{name}" and task.type == twin.type and task.split == twin.split == "test"
+        default = adapter_for(task.type).main_metric
+        assert (task.main_score or default) == (twin.main_score or default), name
+        assert units(task) == units(twin), name
+
+
+def test_an_mteb_task_runs_end_to_end_beside_its_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Intervals, throughput, its own result file, and the score of the same data in evalkit's shipped task."""
+    given_local_data(monkeypatch, "STSBenchmark", sts)
+    results = evalkit.evaluate("tfidf:lexical", ["mteb:STSBenchmark", "STSBenchmark"], output=tmp_path / "out", progress=False)
+    ours, theirs = (next(r for r in results if r.task == name) for name in ("mteb:STSBenchmark", "STSBenchmark"))
+    assert ours.ok and ours.main_score == pytest.approx(theirs.main_score, abs=1e-12) and ours.n_units == theirs.n_units == 1379
+    assert ours.ci["low"] < ours.main_score < ours.ci["high"] and ours.throughput["sentences"] > 0
+    assert ours.task_hash == theirs.task_hash and ours.data_hash != theirs.data_hash  # same protocol, MTEB's copy of the data
+    assert len(list((tmp_path / "out").glob("*/mteb%3ASTSBenchmark.test.json"))) == 1
 
 
 def test_an_mteb_task_is_written_once_and_read_back_without_mteb_loading_it(monkeypatch: pytest.MonkeyPatch, own_cache: Path) -> None:
@@ -192,8 +218,15 @@ def test_an_mteb_task_is_written_once_and_read_back_without_mteb_loading_it(monk
     first = TaskIndex().get("mteb:EmotionClassification")
     again = TaskIndex().get("mteb:emotionclassification")
     assert calls == [1] and again.name == first.name == "mteb:EmotionClassification"
-    assert dict(first.settings) == {"mode": "undersample", "n_experiments": 10, "samples_per_label": 16, "seed": 42, "max_iter": 100, "train_split": "train"}
-    assert first.main_score == "accuracy" and first.split == "test" and set(first.files) == {"train", "test"}
+    assert dict(first.settings) == {
+        "mode": "undersample",
+        "n_experiments": 10,
+        "samples_per_label": 16,
+        "seed": 42,
+        "max_iter": 100,
+        "train_split": "train",
+    }
+    assert first.main_score is None and first.split == "test" and set(first.files) == {"train", "test"}  # None: the adapter's, accuracy
     assert first.source is not None and first.source.is_relative_to(own_cache / "mteb")
     assert "revision 4f58c6b202a23cf9a4da393831edf4f9183cad37" in first.text
 
@@ -234,7 +267,9 @@ def test_a_multilingual_task_takes_its_english_subset_or_asks() -> None:
     assert mteb_tasks.choose_subset(amazon, "de") == "de"
     sts22 = mteb_tasks.protocol_of("mteb:STS22.v2")
     assert mteb_tasks.choose_subset(sts22, None) == "en"
-    many = mteb_tasks.Protocol("X", "sts", {}, "cosine_spearman", ("test",), ("fr", "de"), languages={"fr": ("fra-Latn",), "de": ("deu-Latn",)})
+    many = mteb_tasks.Protocol(
+        "X", "sts", {}, "cosine_spearman", ("test",), ("fr", "de"), languages={"fr": ("fra-Latn",), "de": ("deu-Latn",)}
+    )
     with pytest.raises(DataError, match="has 2 subsets; name one"):
         mteb_tasks.choose_subset(many, None)
 

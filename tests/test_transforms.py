@@ -321,14 +321,14 @@ def test_transform_variants_reuse_the_cached_untransformed_vectors(task: TaskSpe
     assert len(list((tmp_path / "cache").glob("*/*/key.json"))) == 1  # one namespace: the model's, not one per transform
 
 
-def test_a_spec_with_transforms_loaded_directly_transforms_its_vectors() -> None:
-    texts = ["a cat sits on the mat", "a dog runs", "stock prices fell", "the market dropped", "rain again today"]
-    encoder = load_encoder("static:tokenlearn-static?truncate_dim=16&precision=uint8")
-    plain = load_encoder("static:tokenlearn-static")
-    try:
-        from sentence_transformers.util.quantization import quantize_embeddings
+def test_a_spec_with_transforms_loaded_directly_transforms_its_vectors(tiny_bert: Path) -> None:
+    from sentence_transformers.util.quantization import quantize_embeddings
 
-        assert isinstance(encoder, TransformedEncoder)
+    texts = ["a cat sits on the mat", "a dog runs", "stock prices fell", "the market dropped", "rain again today"]
+    encoder = load_encoder(f"hf:{tiny_bert}?truncate_dim=16&precision=uint8")
+    plain = load_encoder(f"hf:{tiny_bert}")
+    try:
+        assert isinstance(encoder, TransformedEncoder) and str(encoder.spec) == f"hf:{tiny_bert}?precision=uint8&truncate_dim=16"
         expected = quantize_embeddings(plain.encode(texts)[:, :16], precision="uint8").astype(np.float32)
         assert np.array_equal(encoder.encode(texts), expected)  # unfitted: calibrated on the call, as quantize_embeddings is
         assert encoder.fingerprint()["corpus_fitted"] == "true" and "uint8" in encoder.fingerprint()["transform"]
@@ -337,14 +337,18 @@ def test_a_spec_with_transforms_loaded_directly_transforms_its_vectors() -> None
         plain.close()
 
 
-def test_bench_calibration_takes_its_ranges_from_the_shipped_sample(task: TaskSpec, unique_texts: tuple[list[str], Any]) -> None:
+def test_bench_calibration_takes_its_ranges_from_the_shipped_sample(
+    tiny_bert: Path, task: TaskSpec, unique_texts: tuple[list[str], Any]
+) -> None:
     from sentence_transformers.util.quantization import quantize_embeddings
 
     from evalkit.bench import bench_texts
 
     texts, data = unique_texts
-    results, _ = run(["static:tokenlearn-static?precision=int8&calibration=bench"], task)
-    plain = load_encoder("static:tokenlearn-static")
+    results, seen = run([f"hf:{tiny_bert}?precision=int8&calibration=bench"], task)
+    assert sorted(seen) == sorted([len(texts), len(bench_texts())])  # the task's texts, and the sample once
+    assert results[0].throughput["sentences"] == len(texts)  # the sample is set-up, not this task's encoding
+    plain = load_encoder(f"hf:{tiny_bert}")
     try:
         raw, sample = plain.encode(texts), plain.encode(bench_texts())
     finally:
@@ -355,10 +359,10 @@ def test_bench_calibration_takes_its_ranges_from_the_shipped_sample(task: TaskSp
     assert results[0].main_score == pytest.approx(correlations(data.gold, similarities(a, b))["cosine_spearman"], abs=1e-12)
 
 
-def test_a_truncation_wider_than_the_model_is_one_clear_failed_cell(task: TaskSpec) -> None:
-    results, _ = run(["static:tokenlearn-static?truncate_dim=5000", "static:tokenlearn-static"], task)
-    bad, good = results
-    assert bad.status == "failed" and "truncate_dim=5000 is larger than the vectors'" in (bad.error or "")
+def test_a_truncation_wider_than_the_model_is_one_clear_failed_cell(tiny_bert: Path, task: TaskSpec) -> None:
+    results, _ = run([f"hf:{tiny_bert}?truncate_dim=5000", f"hf:{tiny_bert}"], task)
+    bad, good = sorted(results, key=lambda r: r.ok)
+    assert bad.status == "failed" and "truncate_dim=5000 is larger than the vectors' 32 dimensions" in (bad.error or "")
     assert "Traceback" not in str(bad.details) and good.ok
 
 
@@ -396,7 +400,7 @@ def test_report_draws_quality_vs_bytes_and_the_dims_by_precision_map(hf_sweep: t
     assert 'id="fig-quality-bytes"' in page and 'id="fig-precision"' in page and 'id="fig-quality-throughput"' in page
 
 
-def test_a_retrieval_fit_over_queries_and_documents_is_the_one_pass_of_both_roles(tmp_path: Path) -> None:
+def test_a_retrieval_fit_over_queries_and_documents_is_the_one_pass_of_both_roles(tiny_bert: Path, tmp_path: Path) -> None:
     """Retrieval fits on queries and documents together (no role); a role-blind model's pass then serves both roles."""
     import json
 
@@ -414,6 +418,6 @@ def test_a_retrieval_fit_over_queries_and_documents_is_the_one_pass_of_both_role
         encoding="utf-8",
     )
     task = TaskIndex([]).get(str(toml))
-    results, seen = run(["static:tokenlearn-static?precision=int8&whiten=true&whiten_dim=16", "static:tokenlearn-static"], task)
+    results, seen = run([f"hf:{tiny_bert}?precision=int8&whiten=true&whiten_dim=16", f"hf:{tiny_bert}"], task)
     assert all(r.ok for r in results), [r.error for r in results]
-    assert sum(seen) == len(docs) + len(queries)  # the fit's one call; the queries and documents of both specs read it back
+    assert sum(seen) == len(docs) + len(queries)  # each text once: the fit and both roles of both specs share one pass

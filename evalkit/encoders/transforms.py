@@ -9,8 +9,9 @@ and ``calibration=task|bench``. Order of operations, always::
 * **whiten** — BERT-whitening (Su et al. 2021, the reference code's ``compute_kernel_bias`` and
   ``transform_and_normalize``): mean μ and covariance Σ (``np.cov``) of the pooled vectors of
   *every text of the task* (a corpus-fitted transform, fitted like TF-IDF through ``fit``),
-  ``U, S = svd(Σ)``, ``x ↦ normalise((x − μ) · U[:, :K] · diag(S[:K])^-½)``. A covariance whose
-  first K components do not all have variance (fewer distinct texts than K + 1) is refused.
+  ``U, S = svd(Σ)``, ``x ↦ normalise((x − μ) · U[:, :K] · diag(S[:K])^-½)``. K defaults to the
+  components that vary over the task (a constant direction cannot be whitened, 1/√0, and tells no
+  two texts apart); a ``whiten_dim`` above that (fewer distinct texts than K + 1) is refused.
 * **truncate** — keep the first N dimensions. sentence-transformers re-normalises a truncated
   vector only when asked to (``encode(truncate_dim=N, normalize_embeddings=True)`` truncates,
   *then* normalises); evalkit does the same: re-normalised when the spec says ``normalize=true``,

@@ -211,7 +211,8 @@ def evaluate_cell(encoder: MeteredEncoder, cell: Cell) -> CellResult:
             "(for example every gold score is equal, every similarity is the same, or a split holds a single class)",
             hint="fix the data; nothing is compared for this cell",
         )
-        return failed(cell, error, warnings=notes, scores=scores)
+        # its forward pass still ran (and siblings of a pooling sweep may have read it): keep what it cost
+        return failed(cell, error, warnings=notes, scores=scores, throughput=encoder.reset().as_dict())
     throughput = encoder.reset()
     try:
         fields = {
@@ -239,7 +240,14 @@ def evaluate_cell(encoder: MeteredEncoder, cell: Cell) -> CellResult:
     return result
 
 
-def failed(cell: Cell, exc: BaseException, *, warnings: Sequence[str] = (), scores: Mapping[str, float | None] | None = None) -> CellResult:
+def failed(
+    cell: Cell,
+    exc: BaseException,
+    *,
+    warnings: Sequence[str] = (),
+    scores: Mapping[str, float | None] | None = None,
+    throughput: Mapping[str, Any] | None = None,
+) -> CellResult:
     """A 'failed' result: the error, the cell's identity, and (``scores``) any metrics that were defined, as details."""
     message = exc.render() if isinstance(exc, EvalkitError) else f"{type(exc).__name__}: {exc}"
     detail = "" if isinstance(exc, EvalkitError) else traceback.format_exc(limit=8)
@@ -256,6 +264,7 @@ def failed(cell: Cell, exc: BaseException, *, warnings: Sequence[str] = (), scor
         error=message or type(exc).__name__,
         details=details,
         warnings=[_writable(str(w)) for w in warnings],
+        throughput=dict(throughput or {}),
         environment=environment(),
         created_at=now(),
     )

@@ -230,7 +230,7 @@ def run_ray(
                 except ray.exceptions.RayError as exc:  # worker killed (OOM), node lost, task error
                     del running[generator]
                     for cell in left:
-                        finish(failed(cell, RuntimeError(f"Ray task failed: {_first_line(exc)}")))
+                        finish(failed(cell, RuntimeError(f"Ray task failed: {_first_line(exc)}: {_last_line(exc)}")))
                     continue
                 left[:] = [c for c in left if not _same_cell(c, result)]
                 finish(result)
@@ -248,3 +248,9 @@ def _same_cell(cell: Cell, result: CellResult) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _last_line(exc: BaseException) -> str:
+    """The worker's own error (the last line of Ray's remote traceback), so a failed cell says what went wrong."""
+    text = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return text[-1].strip()[:300] if len(text) > 1 else ""

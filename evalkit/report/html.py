@@ -13,6 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import markupsafe
 import pandas as pd
 
 from evalkit.report.formats import fmt_cell, fmt_p, fmt_rate, headers, note
@@ -88,7 +89,7 @@ def render_html(board: Leaderboard, title: str = "evalkit leaderboard") -> str:
     empty = board.empty
     return str(
         _template().render(
-            csp=CSP,
+            csp=markupsafe.Markup(CSP),  # a constant, not data: written verbatim
             style=_style(),
             title=title,
             note=note(board),

@@ -62,7 +62,9 @@ def preferred_subset(subsets: Sequence[str]) -> str | None:
 
 
 def mteb_name(task: str, task_type: str) -> str:
-    """The MTEB task an evalkit task corresponds to (same name, or name + type suffix)."""
+    """The MTEB task an evalkit task corresponds to (same name, or name + type suffix; ``mteb:NAME[:SUBSET]`` is NAME)."""
+    if task[:5].lower() == "mteb:":
+        return task[5:].partition(":")[0]
     for candidate in (task, task + TYPE_SUFFIXES.get(task_type, "")):
         if _mteb_task(candidate) is not None:
             return candidate
@@ -91,7 +93,9 @@ def to_task_result(result: CellResult) -> tuple[str, dict[str, Any]]:
     if task is not None:
         from mteb.results import TaskResult
 
-        subset = preferred_subset(list(task.metadata.hf_subsets_to_langscripts)) or "default"
+        subsets = list(task.metadata.hf_subsets_to_langscripts)
+        named = result.task[5:].partition(":")[2] if result.task[:5].lower() == "mteb:" else ""  # mteb:NAME:SUBSET ran SUBSET
+        subset = named if named in subsets else preferred_subset(subsets) or "default"
         tr = TaskResult.from_task_results(task, {result.split: {subset: scores}}, evaluation_time=seconds or 0.0)
         data = tr.to_dict()
         data["date"] = None

@@ -192,8 +192,8 @@ def pooling_heatmap(board: Leaderboard) -> bytes | None:
 def precision_grid(board: Leaderboard) -> tuple[str, pd.DataFrame, list[str]] | None:
     """The model with the most (truncate_dim, precision) variants (≥ 2): mean score by precision × dimensions.
 
-    A variant is the spec less ``truncate_dim``, ``precision`` and ``calibration`` (whitened
-    and plain vectors are different models here); "full" is the untruncated vector.
+    A model is the spec less ``truncate_dim`` and ``precision`` (whitened and plain vectors,
+    or int8 ranges from another calibration, are other models here); "full" is the untruncated vector.
     """
     groups: dict[str, dict[tuple[str, int | None], str]] = {}
     for encoder in board.encoders:
@@ -205,7 +205,7 @@ def precision_grid(board: Leaderboard) -> tuple[str, pd.DataFrame, list[str]] | 
         precision = spec.opts.get("precision", "float32")
         if precision not in PRECISION_ORDER:
             continue
-        groups.setdefault(str(spec.without("truncate_dim", "precision", "calibration")), {})[(precision, dim)] = encoder
+        groups.setdefault(str(spec.without("truncate_dim", "precision")), {})[(precision, dim)] = encoder
     if not groups:
         return None
     model, variants = max(groups.items(), key=lambda kv: len(kv[1]))

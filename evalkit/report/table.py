@@ -28,9 +28,6 @@ MEAN = "Mean"
 THROUGHPUT_COLUMNS = ("sentences_per_second", "tokens_per_second", "peak_memory_mb", "device", "bytes_per_vector")
 
 
-
-
-
 def type_column(task_type: str) -> str:
     return f"mean {task_type}"
 

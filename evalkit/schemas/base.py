@@ -96,7 +96,9 @@ def error_from(
 ) -> EvalkitError:
     """The first error of ``exc`` as a DataError (pydantic's wording, evalkit's one-line format)."""
     first = exc.errors(include_url=False)[0]
-    loc = [str(part) for part in first["loc"] if not _is_tag(part)]
+    raw = [str(part) for part in first["loc"]]
+    last = len(raw) - 1  # an unknown key is the last part, whatever it looks like: it came from the user's file
+    loc = [p for i, p in enumerate(raw) if not (_is_tag(p) and not (first["type"] == "extra_forbidden" and i == last))] or raw
     dotted = ".".join([prefix, *loc] if prefix else loc)
     hint = None
     kind = first["type"]
