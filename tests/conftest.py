@@ -68,3 +68,26 @@ def tiny_roberta(tmp_path_factory: pytest.TempPathFactory) -> Path:
     RobertaModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# The fast tier (`make test-fast`, `pytest -m "not slow"`): parsers, schemas, identities, statistics and the
+# package's layering — no model, no Ray, no browser, no subprocess run of a model; about 30 s on 2 idle cores.
+# Every other module is the full suite's only (marked `slow` here, so a new test file starts in the full suite).
+FAST_MODULES = {
+    "test_architecture.py",
+    "test_gate_refusals.py",
+    "test_limit.py",
+    "test_registry.py",
+    "test_result_files.py",
+    "test_result_identity.py",
+    "test_similarity.py",
+    "test_spec.py",
+    "test_stats.py",
+    "test_task_files.py",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name not in FAST_MODULES:
+            item.add_marker(pytest.mark.slow)

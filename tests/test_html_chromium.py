@@ -155,7 +155,7 @@ def test_report_is_one_self_contained_file(report: Path) -> None:
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
     for remote in ("http://", "https://", "//cdn", "<script", "<link"):
         assert remote not in page.replace("http-equiv", "")
-    assert page.count("src='data:image/png;base64,") == 3
+    assert page.count('src="data:image/png;base64,') == 3
     assert "evalkit &lt;STS-B&gt; &amp; pooling" in page
 
 

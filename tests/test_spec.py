@@ -71,6 +71,7 @@ def test_hub_id_of_a_packaged_model_resolves_offline() -> None:
     assert (Path(by_hub) / "model.safetensors").exists()
 
 
+@pytest.mark.slow  # imports transformers
 def test_unknown_hub_model_offline_fails_with_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelUnavailableError) as info:

@@ -104,7 +104,7 @@ def run_group(
                 status(cell.label)
                 done.append(evaluate_cell(stacks[cell.encoder], cell))
             stacks.end_task()
-            for result in share_throughput(done):  # not `yield from` a list: Ray drives this generator with send()
+            for result in share_throughput(done):  # noqa: UP028  (not `yield from` a list: Ray drives this generator with send())
                 yield result
     finally:
         stacks.close()
