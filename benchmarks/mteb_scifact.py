@@ -30,7 +30,8 @@ def scifact_task() -> Any:
     def jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
-    corpus = Dataset.from_list([{"id": str(d["_id"]), "title": d.get("title") or "", "text": d["text"]} for d in jsonl(DATA / "corpus.jsonl")])
+    docs = jsonl(DATA / "corpus.jsonl")
+    corpus = Dataset.from_list([{"id": str(d["_id"]), "title": d.get("title") or "", "text": d["text"]} for d in docs])
     queries = Dataset.from_list([{"id": str(q["_id"]), "text": q["text"]} for q in jsonl(DATA / "queries.jsonl")])
     qrels: dict[str, dict[str, int]] = {}
     with (DATA / "qrels" / "test.tsv").open(encoding="utf-8", newline="") as handle:

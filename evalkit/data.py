@@ -83,6 +83,8 @@ class Row:
         value = self.get(column)
         if isinstance(value, bool):
             raise DataError(f"expected a number, got {str(value).lower()}", path=self.path, line=self.line, field=column)
+        if isinstance(value, str) and not value.isascii():  # float() also reads '２' or '٢': refuse what a person would not
+            raise DataError(f"expected a number in ASCII digits, got {_short(value)}", path=self.path, line=self.line, field=column)
         try:
             number = float(value)
         except (TypeError, ValueError, OverflowError):
@@ -218,17 +220,31 @@ def load_json(
             raise ValueError(f"{name} is not a finite number")
         return float(name.replace("Infinity", "inf"))
 
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(pairs)
+        if len(out) != len(pairs):  # {"score": 2.5, "score": 4.9}: which one was meant is not for evalkit to guess
+            seen: set[str] = set()
+            twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+            raise _DuplicateKey(f"key {twice!r} appears twice in one object")
+        return out
+
     try:
-        value = json.loads(text, parse_constant=constant)
+        value = json.loads(text, parse_constant=constant, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as exc:
         where = line if line is not None else exc.lineno
         raise DataError(f"{kind} is not valid JSON ({exc.msg}, column {exc.colno})", path=path, line=where) from None
     except RecursionError:
         raise DataError(f"{kind} is nested too deeply", path=path, line=line) from None
+    except _DuplicateKey as exc:
+        raise DataError(f"{kind} is ambiguous: {exc}", path=path, line=line, hint="keep one value per key") from None
     except ValueError as exc:  # a refused constant, or an integer of more than 4,300 digits
         raise DataError(f"{kind} holds a number evalkit does not read ({_first_line(exc)})", path=path, line=line) from None
     _check_tree(value, max_depth, finite, bool(_SURROGATE_ESCAPE.search(text)), path, kind, line)
     return value
+
+
+class _DuplicateKey(ValueError):
+    """One JSON object names a key twice (Python's json keeps the last silently)."""
 
 
 def _first_line(exc: BaseException) -> str:

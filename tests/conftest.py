@@ -77,6 +77,7 @@ FAST_MODULES = {
     "test_architecture.py",
     "test_gate_refusals.py",
     "test_limit.py",
+    "test_readers.py",
     "test_registry.py",
     "test_result_files.py",
     "test_result_identity.py",

@@ -104,7 +104,7 @@ def test_spec_prompts_max_length_and_normalize_as_encode_applies_them() -> None:
 @slow
 def test_model_declared_prompts_default_prompt_and_include_prompt(minilm: Any, two_streams: None) -> None:
     """What ``config_sentence_transformers.json`` and a Pooling with ``include_prompt=false`` declare, honoured like ``encode``."""
-    model, texts = st_model(minilm), sample()[:20] + sample()[80:83]
+    model, texts = st_model(minilm), sample()[:20] + sample()[80:81]
     saved = (dict(model.prompts), model.default_prompt_name)
     model.prompts = {"query": "query: ", "document": "passage: ", "plain": "represent this: "}
     try:
@@ -121,6 +121,21 @@ def test_model_declared_prompts_default_prompt_and_include_prompt(minilm: Any, t
     finally:
         model.prompts, model.default_prompt_name = saved
         model.set_pooling_include_prompt(True)
+
+
+@slow
+def test_a_processor_setting_the_shortcut_would_miss_falls_back_to_preprocess(minilm: Any, two_streams: None) -> None:
+    """A Transformer module's own ``processing_kwargs`` (saved with some models) changes tokenisation: still ``encode``'s vectors."""
+    model, texts = st_model(minilm), sample()
+    saved, stats = model[0].processing_kwargs, runner(minilm).stats
+    model[0].processing_kwargs = {"text": {"max_length": 24}}
+    try:
+        padded, count = stats.padded_tokens, stats.texts
+        ours = minilm.encode(texts)
+        assert np.abs(ours - reference(model, texts)).max() <= TOLERANCE
+        assert stats.padded_tokens - padded <= 24 * (stats.texts - count), "every batch was tokenised as preprocess does: at most 24 tokens"
+    finally:
+        model[0].processing_kwargs = saved
 
 
 @slow

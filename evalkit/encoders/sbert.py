@@ -5,21 +5,21 @@ prompt the model itself declares for the role (``config_sentence_transformers.js
 else the model's ``default_prompt_name``, as ``SentenceTransformer.encode`` would.
 
 The forward passes run as the ``hf`` backbone's do, not through ``encode``: texts are
-sorted by token length and cut into token-budget batches (:func:`plan_batches`), each
-batch is tokenised by the model's own ``preprocess`` (prompt, ``prompt_length`` for a
-pooling with ``include_prompt=false``, ``max_seq_length``) and run through the model's
-own ``forward`` (Transformer → Pooling → Dense / Normalize ...) on CPU streams
-(:func:`run_batches`, ``EVALKIT_CPU_STREAMS``). ``encode`` pads every batch of
-``batch_size`` texts to its longest and splits each batch over all intra-op threads,
-which collapses when other processes compete for the cores. The vectors agree with
-``encode``'s within 1e-6 (only the padding around each text differs;
-``tests/test_sbert_backend.py``).
+tokenised once, sorted by token length and cut into token-budget batches
+(:func:`plan_batches`); each batch carries exactly the features the model's own
+``preprocess`` gives it (prompt, ``prompt_length`` for a pooling with
+``include_prompt=false``, ``max_seq_length``; checked against ``preprocess`` on every
+call) and runs through the model's own ``forward`` (Transformer → Pooling → Dense /
+Normalize ...) on CPU streams (:func:`run_batches`, ``EVALKIT_CPU_STREAMS``). ``encode``
+splits every batch over all intra-op threads, whose barriers collapse when other
+processes compete for the cores. The vectors agree with ``encode``'s within 1e-6 (only
+the padding around each text differs; ``tests/test_sbert_backend.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,14 +52,38 @@ class SentenceTransformerRunner:
         self.token_budget = token_budget
         self.stats = TokenStats()
 
-    def token_lengths(self, texts: Sequence[str], prompt: str | None) -> np.ndarray:
-        """Tokens per text as the model will see it (prompt prepended, truncated at ``max_seq_length``): the batch plan."""
+    def tokenize(self, texts: Sequence[str], prompt: str | None) -> dict[str, list[list[int]]]:
+        """Every text tokenised once, unpadded, as the model's ``preprocess`` tokenises it (prompt prepended, ``max_seq_length``)."""
         prompted = [prompt + t for t in texts] if prompt else list(texts)
-        limit = self.model.max_seq_length
-        encoded = self.model.tokenizer(
-            prompted, truncation=limit is not None, max_length=limit, return_attention_mask=False, return_token_type_ids=False
-        )
-        return np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(prompted))
+        return dict(self.model.tokenizer(prompted, truncation="longest_first"))  # at model_max_length, which max_seq_length sets
+
+    def batches(self, texts: Sequence[str], prompt: str | None) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+        """(original indices, the features ``preprocess`` would give those texts), longest first, each within the token budget.
+
+        Texts are tokenised once, then each batch is padded from those tokens. That is
+        checked once per call: the first batch is also run through the model's own
+        ``preprocess``, whose batch-wide keys (``modality``, ``prompt_length`` for a
+        pooling that leaves the prompt out) are copied to every batch. If anything
+        differs (a processor with other inputs, left padding, flattening), every batch
+        goes through ``preprocess`` instead, which tokenises twice but cannot disagree.
+        """
+        encoded = self.tokenize(texts, prompt)
+        lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
+        plan = list(plan_batches(lengths, self.batch_size, budget_share(self.token_budget, self.device)))
+        tokenizer, preprocess = self.model.tokenizer, self.model.preprocess
+
+        def padded(idx: np.ndarray, extras: dict[str, Any]) -> dict[str, Any]:
+            features = tokenizer.pad({k: [v[i] for i in idx] for k, v in encoded.items()}, padding=True, return_tensors="pt")
+            return {**features, **extras}
+
+        reference = preprocess([texts[i] for i in plan[0]], prompt=prompt)
+        extras = {k: v for k, v in reference.items() if k not in encoded}
+        exact = all(isinstance(v, (str, int, type(None))) for v in extras.values()) and _same(padded(plan[0], extras), reference)
+        for n, idx in enumerate(plan):  # on the calling thread: tokenizers are not thread-safe
+            if n == 0:
+                yield idx, reference
+            else:
+                yield idx, padded(idx, extras) if exact else preprocess([texts[i] for i in idx], prompt=prompt)
 
     def encode(self, texts: Sequence[str], prompt: str | None, normalize: bool) -> np.ndarray:
         """The model's ``sentence_embedding`` for each text (float32), in input order."""
@@ -73,13 +97,7 @@ class SentenceTransformerRunner:
             return np.zeros((0, dimension() or 0), dtype=np.float32)
         if model.tokenizer is None or not hasattr(model, "preprocess"):  # no text tokenizer to plan with, or sentence-transformers < 6
             return self._library_encode(texts, prompt, normalize)
-        lengths = self.token_lengths(texts, prompt)
-        budget = budget_share(self.token_budget, device)
         truncate = getattr(model, "truncate_dim", None)
-
-        def batches() -> Any:
-            for idx in plan_batches(lengths, self.batch_size, budget):  # tokenised on this thread: tokenizers are not thread-safe
-                yield idx, model.preprocess([texts[i] for i in idx], prompt=prompt)
 
         def run(item: tuple[np.ndarray, dict[str, Any]]) -> tuple[np.ndarray, int, int, np.ndarray]:
             idx, features = item
@@ -99,7 +117,8 @@ class SentenceTransformerRunner:
 
         out: np.ndarray | None = None
         bar = progress_bar(len(texts))
-        with contextlib.closing(run_batches(run, batches(), device)) as results:  # threads restored even when a batch raises
+        batches = self.batches(texts, prompt)
+        with contextlib.closing(run_batches(run, batches, device)) as results:  # threads restored even when a batch raises
             for idx, real, padded, vectors in results:
                 bar.update(len(idx))
                 self.stats.add(real, padded, len(idx))
@@ -193,3 +212,21 @@ class SBERTEncoder(Backend):
         self.model = None
         self.backbone.model = None
         collector.closed()
+
+
+def _same(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    """Whether two feature dicts hold the same keys and values (tensors compared element-wise)."""
+    import torch
+
+    if ours.keys() != theirs.keys():
+        return False
+    for key, value in ours.items():
+        other = theirs[key]
+        if isinstance(value, torch.Tensor) or isinstance(other, torch.Tensor):
+            if not (isinstance(value, torch.Tensor) and isinstance(other, torch.Tensor) and value.shape == other.shape):
+                return False
+            if value.dtype != other.dtype or not torch.equal(value, other):
+                return False
+        elif value != other:
+            return False
+    return True
