@@ -32,7 +32,9 @@ def register(sub: Any) -> None:
     bench.add_argument("--texts", type=int, default=256, help="texts from the shipped sample (default 256 of 512)")
     bench.add_argument("--warmup", type=int, default=2, help="untimed batches first (default 2)")
     bench.add_argument("--repeats", type=int, default=3, help="timed passes over the texts (default 3)")
-    bench.add_argument("-o", "--output", type=Path, required=True, help="results folder (the same store as `evalkit run`)")
+    bench.add_argument(
+        "-o", "--output", type=Path, default=Path("out/bench"), help="results folder, the same store as `evalkit run` (default out/bench)"
+    )
     bench.set_defaults(func=main)
 
 

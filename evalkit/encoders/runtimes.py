@@ -280,7 +280,7 @@ class RuntimeEncoder(Backend):
         prebuilt = self.plan.prebuilt
         self.source = str(catalogue.resolve(prebuilt.base if prebuilt else spec.model))
         self.model: Any = None
-        self._runner: Any = None
+        self._runtime: Runtime | None = None
         try:
             self._load()
         except BaseException:
@@ -303,18 +303,18 @@ class RuntimeEncoder(Backend):
             ensure_export(self.model, self.source_identity, self.plan)
             self.identity = weights_identity(str(artifact.parent), None)
             parity = runtime_parity.load(self._parity_key())
-        self._runner = open_runtime(self.plan, artifact, self.threads)
+        runtime = open_runtime(self.plan, artifact, self.threads)
         if parity is None:
             if prebuilt is not None:
                 check_prebuilt(prebuilt, artifact, self.model[0].model)
             sentences = runtime_parity.sample_sentences()
             reference = self._encode(sentences, None)  # torch fp32, the same pipeline
-            self._swap()
+            self._swap(runtime)
             parity = runtime_parity.compare(reference, self._encode(sentences, None))
             if self.plan.precision != "fp32" or parity.within():
                 runtime_parity.store(self._parity_key(), parity)
         else:
-            self._swap()
+            self._swap(runtime)
         self.parity = parity
         if self.plan.precision == "fp32" and not parity.within():
             raise ModelUnavailableError(
@@ -351,35 +351,71 @@ class RuntimeEncoder(Backend):
             model.max_seq_length = self.options.max_length
         return model
 
-    def _swap(self) -> None:
+    def _swap(self, runtime: Runtime) -> None:
         """Replace the transformer's forward pass by the runtime (the torch weights are dropped)."""
         transformer = self.model[0]
-        transformer.model = runtime_module(self._runner, transformer.model.config)
+        transformer.model = runtime_module(runtime, transformer.model.config)
+        self._runtime = runtime
 
     def _runtime_label(self) -> str:
         package = RUNTIME_PACKAGES[self.runtime]
         where = ("CUDAExecutionProvider" if self.device == "cuda" else "CPUExecutionProvider") if self.runtime == "onnx" else "CPU f32"
         return f"{package} {_version(package)} {where}"
 
-    def _prompt_kwargs(self, role: Role | None) -> dict[str, str]:
+    def _prompt(self, role: Role | None) -> str | None:
+        """As sentence-transformers' encode picks it: the spec's prompt, else the model's prompt for the role, else its default."""
         explicit = self.options.prompt_for(role.value if role is not None else None)
         if explicit:
-            return {"prompt": explicit}
+            return explicit
         prompts = getattr(self.model, "prompts", {}) or {}
         if role is not None and prompts.get(role.value):
-            return {"prompt_name": role.value}
-        return {}
+            return str(prompts[role.value])
+        default = getattr(self.model, "default_prompt_name", None)
+        return str(prompts[default]) if default and prompts.get(default) else None
 
     def _encode(self, texts: Sequence[str], role: Role | None) -> np.ndarray:
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=self.options.batch_size,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-            normalize_embeddings=self.normalize,
-            **self._prompt_kwargs(role),
-        )
-        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+        """sentence-transformers' steps (length-sorted batches, preprocess, modules, normalise), batches run as CPU streams.
+
+        Tokenising stays on this thread (fast tokenizers are not thread-safe); each batch then runs
+        through the modules on one stream, whose runner is its own session (or infer request).
+        """
+        import torch
+
+        from evalkit.encoders.streams import run_batches
+
+        model, prompt = self.model, self._prompt(role)
+        order = np.argsort([-len(text) for text in texts], kind="stable")
+        size = self.options.batch_size
+
+        def batches() -> Iterator[tuple[np.ndarray, Any]]:
+            for start in range(0, len(order), size):
+                idx = order[start : start + size]
+                yield idx, model.preprocess([texts[i] for i in idx], prompt=prompt)
+
+        def run(item: tuple[np.ndarray, Any]) -> tuple[np.ndarray, Any]:
+            idx, features = item
+            with torch.inference_mode():
+                vectors = model(features)["sentence_embedding"]
+                if self.normalize:
+                    vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+                return idx, vectors.float().cpu().numpy()
+
+        out: np.ndarray | None = None
+        threads = torch.get_num_threads()
+        if self._runtime is not None:  # run_batches then runs one stream per runner, torch on one thread each beside it
+            torch.set_num_threads(self._runtime.streams)  # (before the swap, torch itself splits its threads into streams)
+        try:
+            with contextlib.closing(run_batches(run, batches(), self.device)) as results:
+                for idx, vectors in results:
+                    if out is None:
+                        out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+                    out[idx] = vectors
+        finally:
+            torch.set_num_threads(threads)
+        if out is None:
+            dim = int(model.get_sentence_embedding_dimension() or 0)
+            return np.zeros((0, dim), dtype=np.float32)
+        return out
 
     def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
         return self._encode(texts, role)
@@ -420,7 +456,7 @@ class RuntimeEncoder(Backend):
         from evalkit import collector
 
         self.model = None
-        self._runner = None
+        self._runtime = None
         collector.closed()
 
 
@@ -631,57 +667,100 @@ def convert_fp16(source: Path, target: Path) -> None:
 
 # --- runtimes ------------------------------------------------------------------------------------------------------
 
+Feeds = dict[str, np.ndarray]
 
-def open_runtime(runtime_plan: Plan, artifact: Path, threads: int) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
-    """A function from input arrays to ``last_hidden_state``, at ``threads`` intra-op threads and one inter-op thread."""
+
+@dataclass
+class Runtime:
+    """One loaded runtime: ``streams`` runners that may run at once, each on ``threads_per_stream`` intra-op threads.
+
+    The thread budget is torch's in this process, spent as evalkit's ``hf`` backend spends it
+    (:mod:`evalkit.encoders.streams`): on a CPU, several whole batches at once, each on a share
+    of the threads, rather than one batch split over all of them.
+    """
+
+    runners: list[Callable[[Feeds], np.ndarray]]
+    input_names: list[str]
+    threads_per_stream: int
+    inter_op_threads: int
+
+    @property
+    def streams(self) -> int:
+        return len(self.runners)
+
+    @property
+    def thread_budget(self) -> int:
+        return self.streams * self.threads_per_stream
+
+
+def open_runtime(runtime_plan: Plan, artifact: Path, threads: int) -> Runtime:
+    """The runtime for ``artifact`` at ``threads`` threads in all (streams × intra-op threads each; one inter-op thread)."""
+    from evalkit.encoders.streams import stream_count
+
+    streams = 1 if runtime_plan.device == "cuda" else stream_count(threads)
+    per_stream = max(1, threads // streams)
     if runtime_plan.runtime == "openvino":
-        return _openvino(artifact, threads)
-    return _onnxruntime(artifact, threads, runtime_plan.device)
+        return _openvino(artifact, streams, per_stream)
+    return _onnxruntime(artifact, streams, per_stream, runtime_plan.device)
 
 
-def _onnxruntime(artifact: Path, threads: int, device: str) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+def _onnxruntime(artifact: Path, streams: int, per_stream: int, device: str) -> Runtime:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = per_stream
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
+    # no busy-waiting between ops: on a shared runner spinning threads steal the cores the work needs
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-    session = ort.InferenceSession(str(artifact), options, providers=providers)
-    names = [i.name for i in session.get_inputs()]
+    sessions = [ort.InferenceSession(str(artifact), options, providers=providers) for _ in range(streams)]
+    names = [i.name for i in sessions[0].get_inputs()]
 
-    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return session.run(None, {n: feeds[n] for n in names})[0]
+    def runner(session: Any) -> Callable[[Feeds], np.ndarray]:
+        return lambda feeds: session.run(None, {n: feeds[n] for n in names})[0]
 
-    run.input_names = names  # type: ignore[attr-defined]
-    run.threads = (session.get_session_options().intra_op_num_threads, session.get_session_options().inter_op_num_threads)  # type: ignore[attr-defined]
-    return run
+    used = sessions[0].get_session_options()
+    return Runtime([runner(s) for s in sessions], names, used.intra_op_num_threads, used.inter_op_num_threads)
 
 
-def _openvino(artifact: Path, threads: int) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+def _openvino(artifact: Path, streams: int, per_stream: int) -> Runtime:
     import openvino
 
     core = openvino.Core()
-    config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    config = {
+        "INFERENCE_NUM_THREADS": streams * per_stream,
+        "NUM_STREAMS": streams,
+        "INFERENCE_PRECISION_HINT": "f32",  # its default on CPUs with bf16 units would miss parity
+        "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY",
+    }
     compiled = core.compile_model(core.read_model(str(artifact)), "CPU", config)
-    request = compiled.create_infer_request()
     names = [port.get_any_name() for port in compiled.inputs]
     output = compiled.outputs[0]
 
-    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return np.array(request.infer({n: feeds[n] for n in names})[output], copy=True)
+    def runner(request: Any) -> Callable[[Feeds], np.ndarray]:
+        return lambda feeds: np.array(request.infer({n: feeds[n] for n in names})[output], copy=True)
 
-    run.input_names = names  # type: ignore[attr-defined]
-    run.threads = (int(compiled.get_property("INFERENCE_NUM_THREADS")), int(compiled.get_property("NUM_STREAMS")))  # type: ignore[attr-defined]
-    return run
+    used = int(compiled.get_property("NUM_STREAMS"))
+    total = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+    runners = [runner(compiled.create_infer_request()) for _ in range(streams)]
+    return Runtime(runners, names, max(1, total // max(used, 1)), 1)
 
 
-def runtime_module(run: Callable[[dict[str, np.ndarray]], np.ndarray], config: Any) -> Any:
-    """A torch Module that sentence-transformers' Transformer calls in place of the transformers model."""
+def runtime_module(runtime: Runtime, config: Any) -> Any:
+    """A torch Module that sentence-transformers' Transformer calls in place of the transformers model.
+
+    Concurrent calls (one per stream) each take a runner of their own from a pool.
+    """
+    import queue
+
     import torch
 
-    names: list[str] = list(getattr(run, "input_names", ["input_ids", "attention_mask"]))
+    pool: queue.SimpleQueue[Callable[[Feeds], np.ndarray]] = queue.SimpleQueue()
+    for run in runtime.runners:
+        pool.put(run)
+    names = runtime.input_names
 
     class RuntimeModel(torch.nn.Module):
         def __init__(self) -> None:
@@ -697,7 +776,12 @@ def runtime_module(run: Callable[[dict[str, np.ndarray]], np.ndarray], config: A
             if given["token_type_ids"] is None:
                 given["token_type_ids"] = torch.zeros_like(input_ids)
             feeds = {n: np.ascontiguousarray(given[n].cpu().numpy(), dtype=np.int64) for n in names}
-            return {"last_hidden_state": torch.from_numpy(np.asarray(run(feeds), dtype=np.float32))}
+            run = pool.get()
+            try:
+                hidden = run(feeds)
+            finally:
+                pool.put(run)
+            return {"last_hidden_state": torch.from_numpy(np.asarray(hidden, dtype=np.float32))}
 
     return RuntimeModel()
 
