@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import REPO, Ratio, alternate, record
 from test_bench_stsb import ENV, evalkit_cell
 
@@ -44,6 +45,7 @@ def busy(processes: int) -> Iterator[None]:
             loop.wait()
 
 
+@pytest.mark.timeout(1800)  # three rounds of two STS-B evaluations on cores shared with busy processes
 def test_sbert_vs_hf_under_contention(benchmark: Any, stsb: Any) -> None:
     """STS-B through ``sbert`` and ``hf?pooling=mean`` (same weights, model loaded) while other processes compete for the cores."""
     from evalkit.encoders import load_encoder
@@ -63,6 +65,7 @@ def test_sbert_vs_hf_under_contention(benchmark: Any, stsb: Any) -> None:
     ratio.ok = ratio.ratio <= 1.3
 
 
+@pytest.mark.timeout(1800)  # SentenceTransformer.encode under contention is slow: that is the point
 def test_sbert_vs_sentence_transformers_encode(benchmark: Any, stsb: Any) -> None:
     """The STS-B texts through ``sbert`` (token-budget batches on CPU streams) vs the model's own ``encode``, its previous path."""
     import numpy as np
@@ -88,6 +91,7 @@ def test_sbert_vs_sentence_transformers_encode(benchmark: Any, stsb: Any) -> Non
     record(Ratio("STS-B texts: sbert / SentenceTransformer.encode", "sbert", "encode", ours, theirs, "(report)"), benchmark)
 
 
+@pytest.mark.timeout(3600 * SCIFACT_ROUNDS)  # two fresh ~3-minute processes per round; longer on a busy machine
 def test_scifact_end_to_end_vs_mteb(benchmark: Any, tmp_path: Path) -> None:
     """``evalkit run -e sbert:... -t SciFact --no-cache`` vs MTEB's evaluator, each a fresh process on the same files."""
     out = tmp_path / "results"

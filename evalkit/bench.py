@@ -12,32 +12,20 @@ and joinable with them on ``encoder``, but never part of a quality mean.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from evalkit.errors import EvalkitError
 from evalkit.results.schema import BENCH_TASK_TYPE
+from evalkit.samples import TEXTS_FILE, bench_texts  # noqa: F401  (re-exported: bench's sample)
 from evalkit.spec import EncoderSpec
 
 BENCH_TASK = "throughput"
-TEXTS_FILE = Path(str(resources.files("evalkit.tasks"))) / "data" / "bench" / "texts.jsonl"  # package data, as the tasks
 MAIN_METRIC = "sentences_per_second"
-
-
-def bench_texts(limit: int | None = None, path: Path = TEXTS_FILE) -> list[str]:
-    """The shipped sample, in file order (the first ``limit`` lines)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise EvalkitError(f"cannot read the bench text sample ({exc.strerror})", path=path) from None
-    texts = [json.loads(line)["text"] for line in lines if line.strip()]
-    return texts[:limit] if limit else texts
 
 
 @dataclass(frozen=True)
@@ -145,7 +133,6 @@ def measure(spec: EncoderSpec, config: BenchConfig, texts: Sequence[str]) -> dic
 def bench_result(spec: EncoderSpec, config: BenchConfig, texts: Sequence[str]) -> Any:
     """One bench row as a CellResult (failures become failed rows, as in ``evalkit run``)."""
     from evalkit.environment import environment
-    from evalkit.execution.cells import now
     from evalkit.results.schema import CellResult, config_hash
 
     setup = {"encoder": str(spec), **config.__dict__, "texts": len(texts), "sample": _sample_digest(texts)}
@@ -161,7 +148,15 @@ def bench_result(spec: EncoderSpec, config: BenchConfig, texts: Sequence[str]) -
         row = measure(spec, config, texts)
     except Exception as exc:  # one configuration that cannot run (no CUDA, out of memory) must not stop the others
         message = exc.render() if isinstance(exc, EvalkitError) else f"{type(exc).__name__}: {exc}"
-        return CellResult(**header, main_score=None, scores={}, status="failed", error=message, environment=environment(), created_at=now())
+        return CellResult(
+            **header,
+            main_score=None,
+            scores={},
+            status="failed",
+            error=message,
+            environment=environment(),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
     scores = {k: None if v is None else round(float(v), 6) for k, v in row.pop("scores").items()}
     fingerprint = row.pop("fingerprint")
     return CellResult(
@@ -173,7 +168,7 @@ def bench_result(spec: EncoderSpec, config: BenchConfig, texts: Sequence[str]) -
         throughput=row,
         environment=environment(),
         encoder_fingerprint=fingerprint,
-        created_at=now(),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
 

@@ -33,7 +33,7 @@ BACKEND_SUMMARIES = {
     "sbert": "sentence-transformers model with its own pooling and normalisation",
     "static": "static (model2vec-style) token embeddings, mean-pooled",
     "tfidf": "lexical baseline: TF-IDF fitted on the task's texts, optional truncated SVD",
-    "onnx": "a sentence-transformers model with its transformer on ONNX Runtime (exported offline; quantize=int8), parity vs torch recorded",
+    "onnx": "a sentence-transformers model on ONNX Runtime (exported offline; quantize=int8), parity vs torch recorded",
     "openvino": "a sentence-transformers model with its transformer on OpenVINO (CPU, fp32), parity vs torch recorded",
     "obj": "an in-memory model passed to evalkit.evaluate() (Python API only; not written by hand)",
 }

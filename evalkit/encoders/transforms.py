@@ -137,7 +137,7 @@ PRECISIONS: dict[str, Precision] = {
 
 
 def _bench_sample() -> list[str]:
-    from evalkit.bench import bench_texts
+    from evalkit.samples import bench_texts
 
     return bench_texts()
 
