@@ -47,7 +47,7 @@ def loaded() -> Any:
 
     encoders = {spec: load_encoder(spec) for spec in [TORCH_HF, TORCH_SBERT, *RUNTIMES]}  # exports + parity happen here, untimed
     for spec in RUNTIMES:
-        assert encoders[spec]._runner.threads[0] == torch.get_num_threads(), f"{spec}: not the torch thread budget"
+        assert encoders[spec]._runtime.thread_budget == torch.get_num_threads(), f"{spec}: not the torch thread budget"
     yield encoders
     for encoder in encoders.values():
         encoder.close()

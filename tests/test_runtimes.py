@@ -214,7 +214,7 @@ def test_a_fresh_export_matches_torch_and_its_fingerprint_names_the_export(fixtu
     finally:
         torch.set_num_threads(threads)
     try:
-X
+        assert (encoder._runtime.thread_budget, encoder._runtime.inter_op_threads) == (1, 1), "torch's thread budget, one inter-op thread"
         ours = encoder.encode(first + second)
         reference = _sbert_vectors(folder, first + second)
         assert np.abs(_pair_cosines(ours[:60], ours[60:]) - _pair_cosines(reference[:60], reference[60:])).max() <= 1e-4
