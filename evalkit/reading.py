@@ -94,6 +94,7 @@ def verify_units(result: CellResult, path: Path | str | None = None) -> None:
             field="n_units",
             hint="the file was edited or is corrupt; re-run this cell",
         )
+    check_bounds(result, adapter, path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -115,6 +116,36 @@ def verify_units(result: CellResult, path: Path | str | None = None) -> None:
         )
 
 
+BOUND_SLACK = 1e-5
+"""Float error allowed past a unit's declared range (a cosine of 1.0000001 is rounding, 1.5 is an edit)."""
+
+
+def check_bounds(result: CellResult, adapter: Any, path: Path | str | None = None) -> None:
+    """Refuse per-unit outcomes outside the range their adapter declares (``unit_bounds``: a cosine above 1, an nDCG below 0).
+
+    A monotone edit of similarities leaves a rank correlation unchanged, so the main-score
+    check alone would let impossible values through to a drill-down or a paired test.
+    """
+    for key, (low, high) in getattr(adapter, "unit_bounds", {}).items():
+        values = result.units.get(key)
+        if not isinstance(values, list) or not values:
+            continue
+        try:
+            array = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)  # None: undefined for that unit
+        except (TypeError, ValueError):
+            hint = "the file was edited or is corrupt; re-run this cell"
+            raise DataError("per-unit outcomes are not numbers", path=path, field=f"units.{key}", hint=hint) from None
+        outside = np.flatnonzero((array < low - BOUND_SLACK) | (array > high + BOUND_SLACK))  # NaN compares False: not flagged
+        if outside.size:
+            first = int(outside[0])
+            raise DataError(
+                f"{outside.size} per-unit value(s) outside [{low:g}, {high:g}], first at unit {first}: {array.flat[first]!r}",
+                path=path,
+                field=f"units.{key}",
+                hint="the file was edited or is corrupt; re-run this cell",
+            )
+
+
 def adapter_of(result: CellResult) -> Any | None:
     """The adapter that can rescore this result's units, or None (imported rows, another main metric, no units)."""
     from evalkit.adapters import ADAPTERS, adapter_for
@@ -130,7 +161,7 @@ def adapter_of(result: CellResult) -> Any | None:
 
 
 def read_result(path: Path | str) -> CellResult:
-    """One result file, schema-valid and consistent with its own per-unit outcomes; else one DataError."""
+    """One result file, schema-valid (an unsealed interval dropped) and consistent with its own per-unit outcomes; else one DataError."""
     result = CellResult.read(path)
     verify_units(result, path)
     return result
@@ -160,7 +191,7 @@ def interval(result: CellResult, config: Bootstrap | None = None) -> Interval | 
     config = config or Bootstrap()
     if result.main_score is None:
         return None
-    if result.ci and config.matches(result.ci):
+    if result.ci_sealed and config.matches(result.ci):
         stored = Interval.from_dict(result.main_score, result.ci)
         if stored is not None and stored.low is not None:
             return stored

@@ -81,6 +81,7 @@ FAST_MODULES = {
     "test_registry.py",
     "test_result_files.py",
     "test_result_identity.py",
+    "test_sealed_results.py",
     "test_similarity.py",
     "test_spec.py",
     "test_stats.py",

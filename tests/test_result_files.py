@@ -40,7 +40,7 @@ def sts_result(n: int = 30, seed: int = 0, **changes: Any) -> dict[str, Any]:
     """A valid STS result as JSON data: units whose Spearman is the main score, as the STS adapter stores them."""
     rng = np.random.default_rng(seed)
     gold = rng.uniform(0, 1, n).round(6)
-    cosine = (gold + rng.normal(0, 0.3, n)).astype(np.float32)
+    cosine = np.clip(gold + rng.normal(0, 0.3, n), -1, 1).astype(np.float32)  # a cosine: outside [-1, 1] is refused
     main = spearman(gold, cosine)
     data = {
         "schema_version": 1,

@@ -46,6 +46,8 @@ class Adapter(Protocol):
     defines ``metric_names(settings)`` instead); ``validate(task, split)`` reads the
     split's data and refuses bad input before any model loads, printing data-quality
     warnings once (:func:`emit`); ``evaluate`` returns them again in ``TaskOutcome.warnings``.
+    An adapter may declare ``unit_bounds`` (unit key → closed range): a stored result
+    whose per-unit values leave it is refused when read (:func:`evalkit.reading.check_bounds`).
     """
 
     task_type: ClassVar[str]

@@ -163,6 +163,7 @@ def v_measures(labels: np.ndarray, assigned: np.ndarray) -> tuple[float, float]:
 class ClusteringAdapter:
     task_type: ClassVar[str] = "clustering"
     main_metric: ClassVar[str] = "v_measure"
+    unit_bounds: ClassVar[dict[str, tuple[float, float]]] = {"v_measures": (0.0, 1.0)}
     Settings: ClassVar[type[Schema]] = ClusteringSettings
     limit_unit: ClassVar[str] = "documents"  # --limit N: at most N documents embedded, stratified by label (by set too, legacy)
 

@@ -113,6 +113,7 @@ def pair_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 class PairClassificationAdapter:
     task_type: ClassVar[str] = "pair_classification"
     main_metric: ClassVar[str] = "max_ap"
+    unit_bounds: ClassVar[dict[str, tuple[float, float]]] = {"cosine": (-1.0, 1.0), "labels": (0.0, 1.0)}
     Settings: ClassVar[type[Schema]] = PairClassificationSettings
     limit_unit: ClassVar[str] = "pairs"  # --limit N: N pairs stratified by label (evalkit.subset)
     metrics: ClassVar[tuple[str, ...]] = (*(f"{f}_{k}" for f in FUNCTIONS for k in KINDS), *(f"max_{k}" for k in KINDS))

@@ -104,6 +104,7 @@ class Ranking:
 class RerankingAdapter:
     task_type: ClassVar[str] = "reranking"
     main_metric: ClassVar[str] = MAIN
+    unit_bounds: ClassVar[dict[str, tuple[float, float]]] = {MAIN: (0.0, 1.0)}
     Settings: ClassVar[type[Schema]] = RerankingSettings
     metrics: ClassVar[tuple[str, ...]] = tuple(f"{family}_{k}" for family in FAMILIES for k in DEFAULT_K)
 

@@ -125,6 +125,7 @@ def iter_corpus(path: Path, chunk_size: int) -> Iterator[list[tuple[str, str, in
 class RetrievalAdapter:
     task_type: ClassVar[str] = "retrieval"
     main_metric: ClassVar[str] = "ndcg_at_10"
+    unit_bounds: ClassVar[dict[str, tuple[float, float]]] = {"ndcg_at_10": (0.0, 1.0)}
     Settings: ClassVar[type[Schema]] = RetrievalSettings
     limit_unit: ClassVar[str] = "queries"  # --limit N: N queries, their judged documents and a sample of the rest
     metrics: ClassVar[tuple[str, ...]] = tuple(f"{family}_{k}" for family in FAMILIES for k in DEFAULT_K)

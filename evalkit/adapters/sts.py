@@ -89,6 +89,7 @@ def correlations(gold: np.ndarray, sims: dict[str, np.ndarray]) -> dict[str, flo
 class STSAdapter:
     task_type: ClassVar[str] = "sts"
     main_metric: ClassVar[str] = "cosine_spearman"
+    unit_bounds: ClassVar[dict[str, tuple[float, float]]] = {"cosine": (-1.0, 1.0)}
     Settings: ClassVar[type[Schema]] = STSSettings
     limit_unit: ClassVar[str] = "pairs"  # --limit N: a uniform sample of N pairs (evalkit.subset)
     metrics: ClassVar[tuple[str, ...]] = (

@@ -144,6 +144,7 @@ def correlate(gold: np.ndarray, predicted: np.ndarray, with_pvalues: bool) -> tu
 class SummarizationAdapter:
     task_type: ClassVar[str] = "summarization"
     main_metric: ClassVar[str] = "cosine_spearman"
+    unit_bounds: ClassVar[dict[str, tuple[float, float]]] = {"cosine_spearman": (-1.0, 1.0)}
     Settings: ClassVar[type[Schema]] = SummarizationSettings
     limit_unit: ClassVar[str] = "texts"  # --limit N: a uniform sample of N texts (evalkit.subset)
     metrics: ClassVar[tuple[str, ...]] = (*METRICS[:4], "spearman", "pearson")

@@ -229,7 +229,7 @@ def evaluate_cell(encoder: MeteredEncoder, cell: Cell) -> CellResult:
             "warnings": notes,
             "created_at": now(),
         }
-        result = CellResult(**fields)
+        result = CellResult(**fields).sealed()
         try:
             verify_units(result)
         except EvalkitError as exc:  # the adapter's units cannot reproduce its score: keep the score, not a wrong interval

@@ -227,7 +227,7 @@ def _stored(result: CellResult, config: Bootstrap) -> Any:
     """The interval stored in the file, without recomputing anything (quick tables)."""
     from evalkit.stats import Interval
 
-    if result.ci and config.matches(result.ci):
+    if result.ci_sealed and config.matches(result.ci):
         return Interval.from_dict(result.main_score, result.ci)
     return None
 

@@ -15,13 +15,20 @@ That the main score agrees with the stored per-unit outcomes needs the task type
 adapter, so it is checked a layer up, by :func:`evalkit.reading.verify_units`, whenever
 results are read for a report, the gate or a resume.
 
-Schema version 1 still: ``task_hash``, ``data_hash`` and ``warnings`` are new,
-optional fields, and files written before them read as before (the gate then says
+The stored interval (``ci``) is sealed: ``ci.digest`` is a SHA-256 over the main score,
+the unit count, the per-unit outcomes and the interval itself, written by the run that
+drew it (:meth:`CellResult.sealed`). A ``ci`` whose digest disagrees is refused like any
+other edited field; one without a digest (hand-written, or older files) is not trusted:
+:meth:`CellResult.read` drops it and readers redraw it from the units.
+
+Schema version 1 still: ``task_hash``, ``data_hash``, ``warnings`` and ``ci.digest`` are
+new, optional fields, and files written before them read as before (the gate then says
 it cannot verify the data identity).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -46,6 +53,13 @@ Units are stored rounded (similarities to 6-7 decimals, which can merge near-tie
 so the recomputation differs by up to ~1e-7 on real runs; 1e-5 is 0.001 points,
 a hundred times below the smallest drop a gate rule would allow.
 """
+
+
+def ci_digest(main_score: Any, n_units: Any, units: Any, ci: dict[str, Any]) -> str:
+    """SHA-256 of what an interval is a function of, and of the interval (its ``digest`` key left out)."""
+    body = {k: v for k, v in ci.items() if k != "digest"}
+    payload = json.dumps([main_score, n_units, units, body], sort_keys=True, ensure_ascii=False, allow_nan=False, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def _check_tree(value: Any) -> None:
@@ -152,9 +166,30 @@ class CellResult(Schema):
         _check_tree(value)
         return value
 
+    @field_validator("ci")
+    @classmethod
+    def _ci_matches_its_digest(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """An edited interval (or units, or main score under a sealed interval) is refused, not displayed."""
+        if "digest" in value:
+            expected = ci_digest(info.data.get("main_score"), info.data.get("n_units"), info.data.get("units"), value)
+            if value["digest"] != expected:
+                raise ValueError("the interval does not match its digest (the file was edited or is corrupt); re-run this cell")
+        return value
+
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def ci_sealed(self) -> bool:
+        """Whether ``ci`` carries the digest of the run that drew it (checked when the result was built)."""
+        return "digest" in self.ci
+
+    def sealed(self) -> CellResult:
+        """This result with its interval sealed (what a run writes); unchanged when there is no interval."""
+        if not self.ci or "low" not in self.ci:
+            return self
+        return self.replace(ci={**self.ci, "digest": ci_digest(self.main_score, self.n_units, self.units, self.ci)})
 
     def replace(self, **changes: Any) -> CellResult:
         """A copy with ``changes``, validated like any other result (``dataclasses.replace`` for this model)."""
@@ -193,4 +228,5 @@ class CellResult(Schema):
         """A result file: a regular, bounded, UTF-8 (BOM dropped), finite, shallow JSON object; else one DataError."""
         from evalkit.data import read_json_file
 
-        return cls.from_dict(read_json_file(path, "result"), path)
+        result = cls.from_dict(read_json_file(path, "result"), path)
+        return result.replace(ci={}) if result.ci and not result.ci_sealed else result  # unsealed: redrawn from the units
