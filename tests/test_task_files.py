@@ -414,3 +414,10 @@ def test_the_cli_subprocess_prints_one_line(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         f"evalkit: error: {tmp_path / 'task.toml'}:7: field 'settings.min_score': Input should be a finite number, got -inf"
     ]
+
+
+def test_the_data_readme_lists_exactly_the_shipped_files_with_their_rows_and_bytes() -> None:
+    """tasks/data/README.md's table is generated from the files (scripts/data-inventory): a new or changed file must update it."""
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, str(repo / "scripts" / "data-inventory"), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
