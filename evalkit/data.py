@@ -24,6 +24,7 @@ Every reader here treats its file as hostile, so that a bad file is one
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -287,9 +288,44 @@ def read_json_file(
 # --- data files --------------------------------------------------------------------------------------
 
 
+_ROWS_MEMO: dict[tuple[Any, ...], list[Row]] = {}
+_ROWS_MEMO_LOCK = threading.Lock()
+ROWS_MEMO_BYTES = 32 * 2**20
+"""Files up to this size are kept parsed once per process (a sweep scores one task many times)."""
+
+
 def read_rows(path: Path, required: Sequence[str] = ()) -> list[Row]:
-    """Read a .tsv, .csv or .jsonl file; check that ``required`` columns exist and that it is not empty."""
+    """Read a .tsv, .csv or .jsonl file; check that ``required`` columns exist and that it is not empty.
+
+    Memoised per process on the file's content (a BLAKE2 digest of its bytes, far cheaper
+    than parsing), so the cells of a sweep parse a task's data once while an edited file
+    is always read again. Callers get a fresh list; rows are shared and must not be mutated.
+    """
     path = Path(path)
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):  # missing, unreadable, a NUL in the name: the reader below says which
+        info = None
+    if info is None or not stat.S_ISREG(info.st_mode) or info.st_size > ROWS_MEMO_BYTES:
+        return _read_rows(path, required)
+    try:
+        with open(path, "rb") as handle:
+            digest = hashlib.blake2b(handle.read(ROWS_MEMO_BYTES + 1), digest_size=20).hexdigest()
+    except OSError:
+        return _read_rows(path, required)
+    key = (str(path.resolve()), path.suffix.lower(), digest, tuple(required))
+    with _ROWS_MEMO_LOCK:
+        rows = _ROWS_MEMO.get(key)
+    if rows is None:
+        rows = _read_rows(path, required)
+        with _ROWS_MEMO_LOCK:
+            if len(_ROWS_MEMO) >= 16:
+                _ROWS_MEMO.clear()
+            _ROWS_MEMO[key] = rows
+    return list(rows)
+
+
+def _read_rows(path: Path, required: Sequence[str] = ()) -> list[Row]:
     suffix = path.suffix.lower()
     if suffix in {".tsv", ".csv", ".txt"}:
         rows = _read_delimited(path, "," if suffix == ".csv" else "\t", required)

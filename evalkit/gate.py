@@ -17,6 +17,13 @@ that failed, a significance test without per-unit outcomes. Result files written
 ``data_hash`` existed still compare, with a note that the data identity could not
 be verified. A subset result (``--limit``) compares only with the same subset: against
 a full run or another limit the gate stops with exit 2 (:func:`subset_mismatch`).
+
+A gate run is three passes: every check is *measured* (intervals, the paired
+comparison and its bootstrap differences), then the family's p-values are adjusted
+(``[gate] correction``, :mod:`evalkit.gate_correction`), then every check is *judged*
+by its rule (``mode = "regression"`` or ``"non_inferiority"``, :mod:`evalkit.gate_rules`).
+Failed and borderline checks then get a drill-down of the units that moved most
+(:mod:`evalkit.gate_drilldown`).
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from evalkit.errors import DataError, EvalkitError
+from evalkit.gate_correction import adjust, bound_alpha
 from evalkit.gate_rules import Rule, Rules
 from evalkit.reading import interval, replicates
 from evalkit.results.schema import CellResult, column_of
@@ -43,6 +52,9 @@ from evalkit.stats import (
     percentile_interval,
     stream_key,
 )
+
+if TYPE_CHECKING:
+    from evalkit.gate_drilldown import Drilldown
 
 PASS, FAIL = 0, 1
 ENVIRONMENT_KEYS = ("cpu", "cpu_count", "gpu", "platform")
@@ -61,10 +73,45 @@ class Check:
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     paired: bool = True  # False: the two sides scored different data (allowed), so the test is unpaired
+    deltas: np.ndarray | None = field(default=None, repr=False)  # bootstrap replicates of candidate − baseline
+    p_adjusted: float | None = None  # the comparison's p-value after the family's correction (= raw under "none")
+    correction: str = "none"
+    family: int = 1  # how many checks share the correction (those with a p-value)
+    bound: float | None = None  # non-inferiority: upper confidence bound of the drop, in points
+    bound_confidence: float | None = None  # ... and its one-sided confidence (1 − alpha, or 1 − alpha/m under a correction)
+    drilldown: Drilldown | None = None  # failed and borderline checks: the units that moved most
 
     @property
     def passed(self) -> bool:
         return not self.failures
+
+    @property
+    def p_raw(self) -> float | None:
+        return None if self.comparison is None else self.comparison.p_value
+
+    @property
+    def survives_correction(self) -> bool | None:
+        """Whether the difference is significant at the rule's alpha after the correction (None: no test)."""
+        return None if self.p_adjusted is None else self.p_adjusted < self.rule.alpha
+
+    @property
+    def drop_interval(self) -> tuple[float, float] | None:
+        """The paired interval of the drop (baseline − candidate), in points, at the bootstrap's level."""
+        c = self.comparison
+        if c is None or c.low is None or c.high is None:
+            return None
+        return -100 * c.high, -100 * c.low
+
+    @property
+    def borderline(self) -> bool:
+        """A passed check a little more data could flip: its drop exceeds the margin but passed as noise or only after
+        the correction, or its drop interval straddles the margin."""
+        if not self.passed or self.drop is None or not self.candidate.ok:
+            return False
+        if self.drop > self.rule.max_drop:
+            return True
+        interval = self.drop_interval
+        return interval is not None and interval[0] < self.rule.max_drop < interval[1]
 
     @property
     def label(self) -> str:
@@ -78,8 +125,10 @@ class Check:
 
     @property
     def significant(self) -> bool:
+        """A drop the paired test calls real, after the family's correction."""
         c = self.comparison
-        return bool(c is not None and c.p_value is not None and c.p_value < self.rule.alpha and c.delta < 0)
+        p = self.p_adjusted if self.p_adjusted is not None else (None if c is None else c.p_value)
+        return bool(c is not None and p is not None and p < self.rule.alpha and c.delta < 0)
 
     @property
     def throughput(self) -> tuple[float | None, float | None]:
@@ -98,6 +147,15 @@ class GateReport:
     rules: Rules
     pairs: list[tuple[str, str]]
     checks: list[Check]
+
+    @property
+    def correction(self) -> str:
+        return self.rules.correction
+
+    @property
+    def family(self) -> int:
+        """How many checks the correction covers (those with a p-value)."""
+        return sum(c.p_raw is not None for c in self.checks)
 
     @property
     def passed(self) -> bool:
@@ -263,15 +321,16 @@ def check_comparable(b: CellResult, c: CellResult, rule: Rule | None = None, all
 
 
 def evaluate_check(check: Check, rules: Rules) -> None:
-    """Fill in intervals and the paired comparison, then apply the rule."""
-    b, c, rule = check.baseline, check.candidate, check.rule
+    """Measure one check and judge it alone (a family of one: no correction)."""
+    measure_check(check, rules)
+    judge_check(check, rules)
+
+
+def measure_check(check: Check, rules: Rules) -> None:
+    """Fill in intervals, the paired comparison and its bootstrap differences (no verdict yet)."""
+    b, c = check.baseline, check.candidate
     assert b.main_score is not None  # check_comparable refused it otherwise
-    where = f"{check.label} ({c.encoder})"
-    if not c.ok:
-        check.failures.append(f"{where}: the candidate cell failed: {c.error}")
-        return
-    if c.main_score is None:
-        check.failures.append(f"{where}: the candidate's main score is undefined")
+    if not c.ok or c.main_score is None:
         return
     config = rules.bootstrap
     reps_b = replicates(b, config)
@@ -280,20 +339,47 @@ def evaluate_check(check: Check, rules: Rules) -> None:
     reps_c = replicates(c, config, stream=stream)
     if reps_b is not None and reps_c is not None:
         check.comparison = compare(reps_b, reps_c, b.main_score, c.main_score, config.level)
+        check.deltas = reps_c - reps_b
         check.baseline_interval = _interval(b, reps_b, config)
         check.candidate_interval = _interval(c, reps_c, config)
     else:
         check.baseline_interval, check.candidate_interval = interval(b, config), interval(c, config)
+    check.p_adjusted = check.p_raw
+
+
+def correct_family(checks: Sequence[Check], method: str) -> None:
+    """Adjust the p-values of every check that has one, as one family (``method``: none, holm, bh)."""
+    tested = [c for c in checks if c.p_raw is not None]
+    adjusted = adjust([c.p_raw for c in tested if c.p_raw is not None], method)
+    for check in checks:
+        check.correction, check.family = method, len(tested)
+    for check, p in zip(tested, adjusted, strict=True):
+        check.p_adjusted = p
+
+
+def judge_check(check: Check, rules: Rules) -> None:
+    """Apply the rule to a measured check (after :func:`correct_family`)."""
+    b, c, rule = check.baseline, check.candidate, check.rule
+    assert b.main_score is not None
+    where = f"{check.label} ({c.encoder})"
+    if not c.ok:
+        check.failures.append(f"{where}: the candidate cell failed: {c.error}")
+        return
+    if c.main_score is None:
+        check.failures.append(f"{where}: the candidate's main score is undefined")
+        return
     drop = check.drop or 0.0
     test = "paired" if check.paired else "unpaired"
-    if drop > rule.max_drop:
+    if rule.non_inferiority:
+        _judge_non_inferiority(check, where, drop, test)
+    elif drop > rule.max_drop:
         if not rule.require_significance:
             check.failures.append(
                 f"{where}: main score dropped by {drop:.2f} points ({_pts(b.main_score)} → {_pts(c.main_score)}), "
                 f"rule allows {rule.max_drop:g}"
             )
         elif check.comparison is None or check.comparison.p_value is None:
-            side = "baseline" if reps_b is None else "candidate"
+            side = "baseline" if not b.units else "candidate"
             why = f"the {test} test is undefined on these units" if check.comparison else f"the {side} result has no per-unit outcomes"
             raise DataError(
                 f"{where}: the drop of {drop:.2f} points needs a significance test, but {why}",
@@ -302,7 +388,12 @@ def evaluate_check(check: Check, rules: Rules) -> None:
         elif check.significant:
             check.failures.append(
                 f"{where}: main score dropped by {drop:.2f} points ({_pts(b.main_score)} → {_pts(c.main_score)}), "
-                f"rule allows {rule.max_drop:g}; significant ({test} bootstrap p {_p(check.comparison)})"
+                f"rule allows {rule.max_drop:g}; significant ({test} bootstrap p {_p(check.comparison)}{_adjusted(check)})"
+            )
+        elif check.correction != "none" and check.p_raw is not None and check.p_raw < rule.alpha:
+            check.notes.append(
+                f"{where}: drop of {drop:.2f} points is significant alone ({test} bootstrap p {_p(check.comparison)}) but not "
+                f"after the correction{_adjusted(check)}"
             )
         else:
             check.notes.append(f"{where}: drop of {drop:.2f} points is within noise ({test} bootstrap p {_p(check.comparison)})")
@@ -323,6 +414,38 @@ def evaluate_check(check: Check, rules: Rules) -> None:
         differs = [k for k in ENVIRONMENT_KEYS if b.environment.get(k) != c.environment.get(k)]
         if differs:
             check.notes.append(f"{where}: throughput measured on different machines ({', '.join(differs)} differ)")
+
+
+def _judge_non_inferiority(check: Check, where: str, drop: float, test: str) -> None:
+    """Fail unless the drop's one-sided upper confidence bound is under the margin (``max_drop``)."""
+    rule, b = check.rule, check.baseline
+    alpha = bound_alpha(rule.alpha, check.correction, check.family)
+    low = None
+    if check.deltas is not None:
+        low, _, _ = percentile_interval(check.deltas, 1 - 2 * alpha)  # its lower tail is the one-sided (1 − alpha) bound
+    if low is None:
+        why = "the {test} bootstrap is undefined on these units" if check.deltas is not None else "a result has no per-unit outcomes"
+        raise DataError(
+            f"{where}: non-inferiority cannot be shown: {why.format(test=test)}",
+            hint=f"re-run both sides with evalkit, or set mode = \"regression\" for task '{b.task}' in the rules",
+        )
+    check.bound, check.bound_confidence = -100 * low, 1 - alpha
+    conf = f"{100 * (1 - alpha):.4g} %"
+    family = f", {check.correction} over {check.family} checks" if check.correction != "none" and check.family > 1 else ""
+    if check.bound >= rule.max_drop:
+        check.failures.append(
+            f"{where}: non-inferiority not shown: the drop is {drop:.2f} points ({_pts(b.main_score)} → "
+            f"{_pts(check.candidate.main_score)}) but its upper {conf} bound ({test} bootstrap{family}) is {check.bound:.2f}, "
+            f"not under the margin {rule.max_drop:g}"
+        )
+    else:
+        check.notes.append(f"{where}: non-inferior: the drop's upper {conf} bound is {check.bound:.2f}, under the margin {rule.max_drop:g}")
+
+
+def _adjusted(check: Check) -> str:
+    if check.correction == "none" or check.p_adjusted is None or check.comparison is None:
+        return ""
+    return f"; {check.correction} over {check.family} checks: adjusted p {format_p(check.p_adjusted, check.comparison.n_boot)}"
 
 
 def _interval(result: CellResult, reps: np.ndarray, config: Bootstrap) -> Interval:
@@ -347,11 +470,13 @@ def run_gate(
     baseline_root: Path = Path("baseline"),
     candidate_root: Path = Path("candidate"),
     allow_data_change: bool = False,
+    drilldown: bool = True,
 ) -> GateReport:
     """Match cells, check that both sides cover the same tasks and data, and judge every task.
 
     ``allow_data_change`` (``--allow-data-change``) compares cells whose task data or
     protocol differ, with an unpaired test; without it they are an input error.
+    ``drilldown``: attach the units that moved most to failed and borderline checks.
     """
     check_rule_names(rules, baseline, candidate)
     pairs = pair_encoders(baseline, candidate, match)
@@ -375,8 +500,15 @@ def run_gate(
             rule = rules.for_task(b.task, b.task_type)
             notes = check_comparable(b, c, rule, allow_data_change)
             check = Check(b, c, rule, notes=notes, paired=not data_differs(b, c))
-            evaluate_check(check, rules)
+            measure_check(check, rules)
             checks.append(check)
+    correct_family(checks, rules.correction)
+    for check in checks:
+        judge_check(check, rules)
+    if drilldown:
+        from evalkit.gate_drilldown import attach
+
+        attach(checks)
     return GateReport(baseline_root, candidate_root, rules, pairs, checks)
 
 

@@ -17,6 +17,26 @@
     [task."STSBenchmark"]         # one task (by name, case-insensitive); wins over its type
     max_drop = 1.0
     allow_data_change = false     # true: compare even if the task's data or protocol changed
+    mode = "regression"           # or "non_inferiority" (below); any rule table may set it
+
+    [gate]                        # the gate as a whole
+    correction = "none"           # "holm" (family-wise error) | "bh" (Benjamini-Hochberg FDR) | "none"
+
+``mode = "regression"`` (the default) fails a drop beyond ``max_drop`` that the paired
+test shows to be real: the burden of proof is on the regression, so a small test set
+with a wide interval passes. ``mode = "non_inferiority"`` turns the burden around: the
+check fails *unless* the upper confidence bound of the drop (baseline − candidate, in
+points, a one-sided ``1 − alpha`` bound from the paired bootstrap) is under ``max_drop``;
+``require_significance`` has no effect there, and a check without per-unit outcomes
+cannot be shown non-inferior (exit 2).
+
+``correction`` treats every check with a paired (or unpaired) p-value as one family of
+``m`` tests. ``holm`` and ``bh`` adjust each p-value (Holm's step-down; Benjamini-Hochberg
+through ``scipy.stats.false_discovery_control``) and a drop fails only if its *adjusted*
+p is under its rule's ``alpha``; non-inferiority bounds use ``alpha / m`` (Bonferroni,
+the confidence-interval counterpart of both, conservative for ``bh``). The default stays
+``"none"`` so that existing rule files give the verdicts they gave before; a gate over
+many tasks should say ``holm``.
 
 The file is one pydantic model (:class:`evalkit.schemas.rules.RulesFile`). Every
 mistake names the file, line and field (``task.STSBenchmark.max_drop``), and a
@@ -48,7 +68,12 @@ class Rule:
     alpha: float = 0.05
     max_throughput_drop: float | None = None
     allow_data_change: bool = False
+    mode: str = "regression"  # or "non_inferiority" (module docstring)
     source: str = "built-in defaults"
+
+    @property
+    def non_inferiority(self) -> bool:
+        return self.mode == "non_inferiority"
 
 
 @dataclass(frozen=True)
@@ -67,6 +92,7 @@ class Rules:
     path: Path | None = None
     task_names: Mapping[str, str] = field(default_factory=dict)
     task_lines: Mapping[str, int | None] = field(default_factory=dict)
+    correction: str = "none"  # "none" | "holm" | "bh": over all checks of one gate run
 
     def for_task(self, task: str, task_type: str) -> Rule:
         """Task overrides win over type overrides, which win over the defaults."""
@@ -109,7 +135,8 @@ def parse_rules(raw: Any, path: Path | None = None, source: str | None = None) -
         names[key], lines[key], by_task[key] = name, line, table.set_fields()
     defaults = Rule(**model.defaults.set_fields(), source="defaults" if "defaults" in model.model_fields_set else Rule.source)
     boot = model.bootstrap
-    return Rules(defaults, by_type, by_task, Bootstrap(level=boot.level, n_boot=boot.n_boot, seed=boot.seed), path, names, lines)
+    boots = Bootstrap(level=boot.level, n_boot=boot.n_boot, seed=boot.seed)
+    return Rules(defaults, by_type, by_task, boots, path, names, lines, correction=model.gate.correction)
 
 
 def load_rules(path: Path | None) -> Rules:

@@ -175,6 +175,35 @@ def prepare_units(units: Mapping[str, Any]) -> dict[str, Any]:
 ScoreBatch = Callable[[np.ndarray], np.ndarray]
 
 
+_COUNTS_MEMO: dict[tuple[int, int, int, int], list[np.ndarray]] = {}
+COUNTS_MEMO_CELLS = 2**22
+"""Resample multiplicities up to this many numbers (32 MiB) are kept per process: every cell of a task shares them."""
+
+
+def resample_counts(n: int, config: Bootstrap, key: int = 0) -> Iterator[np.ndarray]:
+    """The resamples of :func:`resample_indices` as multiplicity rows, ``CHUNK`` at a time, drawn once per (task, n, config).
+
+    A sweep scores many encoders on one task with the same resamples, so drawing and
+    counting them again for each cell repeated the same work (read-only arrays).
+    """
+    memo_key = (n, config.n_boot, config.seed, key)
+    chunks = _COUNTS_MEMO.get(memo_key)
+    if chunks is not None:
+        yield from chunks
+        return
+    keep = n * config.n_boot <= COUNTS_MEMO_CELLS
+    drawn = []
+    for index in resample_indices(n, config, key):
+        counts = counts_of(index, n)
+        counts.flags.writeable = False
+        if keep:
+            drawn.append(counts)
+        yield counts
+    if keep:
+        _COUNTS_MEMO.clear()  # one task's resamples at a time: a sweep scores task by task
+        _COUNTS_MEMO[memo_key] = drawn
+
+
 def scorer(adapter: Any, units: Mapping[str, Any], n: int) -> ScoreBatch:
     """A function from index rows ``(b, n)`` to scores ``(b,)``, vectorised when the adapter can."""
     prepared = prepare_units(units)
@@ -196,6 +225,10 @@ def scorer(adapter: Any, units: Mapping[str, Any], n: int) -> ScoreBatch:
 
 def replicates(adapter: Any, units: Mapping[str, Any], n: int, config: Bootstrap, key: int = 0) -> np.ndarray:
     """The score on each bootstrap resample (NaN where undefined), shape ``(n_boot,)``."""
+    batch = getattr(adapter, "score_counts", None)
+    if callable(batch):  # vectorised over multiplicities, which every cell of the task shares
+        prepared = prepare_units(units)
+        return np.concatenate([np.asarray(batch(prepared, counts), dtype=np.float64) for counts in resample_counts(n, config, key)])
     score = scorer(adapter, units, n)
     return np.concatenate([score(index) for index in resample_indices(n, config, key)])
 

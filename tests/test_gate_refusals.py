@@ -37,7 +37,7 @@ def sts_cell(task: str, quality: float, *, n: int = 60, seed: int = 0, encoder: 
     rng = np.random.default_rng([seed, n])
     gold = rng.uniform(0, 1, n).round(6)
     noise = np.random.default_rng([seed, n, 1]).normal(0, 1, n)
-    cosine = (quality * gold + (1 - quality) * noise).astype(np.float32)
+    cosine = np.clip(quality * gold + (1 - quality) * noise, -1, 1).astype(np.float32)  # a cosine: in [-1, 1]
     main = spearman(gold, cosine)
     fields: dict[str, Any] = {
         "encoder": encoder,

@@ -177,3 +177,18 @@ def test_bad_bootstrap_settings_are_refused() -> None:
         stats.Bootstrap(level=1.5)
     with pytest.raises(EvalkitError, match="resamples"):
         stats.Bootstrap(n_boot=3)
+
+
+def test_shared_resample_counts_equal_fresh_ones_and_are_read_only() -> None:
+    """The per-process memo of a task's resamples gives exactly what drawing them again gives."""
+    from evalkit.stats import Bootstrap, counts_of, resample_counts, resample_indices
+
+    config = Bootstrap(n_boot=150, seed=3)
+    fresh = [counts_of(index, 40) for index in resample_indices(40, config, key=7)]
+    first, again = list(resample_counts(40, config, key=7)), list(resample_counts(40, config, key=7))
+    assert len(first) == len(fresh) == len(again)
+    for a, b, c in zip(fresh, first, again, strict=True):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+    assert not again[0].flags.writeable
+    other = list(resample_counts(40, config, key=8))
+    assert not np.array_equal(other[0], first[0])  # another task: other resamples

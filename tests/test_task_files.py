@@ -421,3 +421,17 @@ def test_the_data_readme_lists_exactly_the_shipped_files_with_their_rows_and_byt
     repo = Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, str(repo / "scripts" / "data-inventory"), "--check"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_data_file_edited_in_place_is_read_again_not_served_from_memory(tmp_path: Path) -> None:
+    """``read_rows`` keeps parsed files per process; an edit (same size even) must be seen."""
+    from evalkit.data import read_rows
+
+    path = tmp_path / "pairs.tsv"
+    path.write_text("sentence1\tsentence2\tscore\na\tb\t1\n", encoding="utf-8")
+    assert read_rows(path)[0].values["score"] == "1"
+    path.write_text("sentence1\tsentence2\tscore\na\tb\t2\n", encoding="utf-8")  # same size, new content
+    assert read_rows(path)[0].values["score"] == "2"
+    first = read_rows(path)
+    first.clear()  # callers get their own list
+    assert len(read_rows(path)) == 1

@@ -38,6 +38,9 @@ def register(sub: Any) -> None:
         help="compare tasks whose data or protocol differ between the two sides (an unpaired test); without it they are exit 2",
     )
     gate.add_argument("--summary", type=Path, metavar="FILE", help="also write the Markdown summary to FILE (e.g. for a PR comment)")
+    gate.add_argument(
+        "--html", type=Path, metavar="FILE", help="also write a self-contained HTML gate report (checks and drill-downs) to FILE"
+    )
     gate.set_defaults(func=main)
 
 
@@ -47,8 +50,11 @@ def main(args: argparse.Namespace) -> int:
     from evalkit.report.gate_summary import render_gate
     from evalkit.results.store import atomic_write
 
-    if args.summary:
-        check_summary_path(args.summary, [args.baseline, args.candidate])
+    outputs = [(flag, path) for flag, path in (("--summary", args.summary), ("--html", args.html)) if path]
+    for flag, path in outputs:
+        check_summary_path(path, [args.baseline, args.candidate], flag)
+    if args.summary and args.html and args.summary.resolve() == args.html.resolve():
+        raise EvalkitError("--summary and --html name the same file", path=args.html, field="--html")
     rules = load_rules(args.rules)
     report = gate_folders(args.baseline, args.candidate, rules, args.match, allow_data_change=args.allow_data_change)
     text = render_gate(report)
@@ -58,15 +64,21 @@ def main(args: argparse.Namespace) -> int:
     for check in report.checks:
         for failure in check.failures:
             print(f"evalkit: regression: {plain(failure)}", file=sys.stderr)
-    if args.summary:
+    for flag, path in outputs:
+        if flag == "--html":
+            from evalkit.report.gate_html import render_gate_html
+
+            content = render_gate_html(report)
+        else:
+            content = text
         try:
-            atomic_write(args.summary, text)
+            atomic_write(path, content)
         except OSError as exc:  # the gate's verdict is printed above; an unwritten summary is still never a pass
-            raise EvalkitError(f"cannot write the summary ({exc.strerror or exc})", path=args.summary, field="--summary") from None
+            raise EvalkitError(f"cannot write the {flag[2:]} report ({exc.strerror or exc})", path=path, field=flag) from None
     return report.exit_code
 
 
-def check_summary_path(path: Path, folders: list[Path]) -> None:
+def check_summary_path(path: Path, folders: list[Path], flag: str = "--summary") -> None:
     """Refuse a ``--summary`` target that cannot be written, before any work: exit 2, never read as a regression (1).
 
     It must be a regular file or not exist yet, must not be a result file of the folders
@@ -76,18 +88,18 @@ def check_summary_path(path: Path, folders: list[Path]) -> None:
     import tempfile
 
     if (path.exists() or path.is_symlink()) and not path.is_file():
-        raise EvalkitError("is not a regular file; --summary writes the Markdown summary to a file", path=path, field="--summary")
+        raise EvalkitError(f"is not a regular file; {flag} writes a report to a file", path=path, field=flag)
     resolved = path.resolve()
     for folder in folders:
         if resolved.suffix == ".json" and resolved.is_relative_to(folder.resolve()):
-            raise EvalkitError("would overwrite a result file of the folders being compared", path=path, field="--summary")
+            raise EvalkitError("would overwrite a result file of the folders being compared", path=path, field=flag)
     parent = resolved.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise EvalkitError(f"cannot write here: {parent} is not a folder", path=path, field="--summary")
+        raise EvalkitError(f"cannot write here: {parent} is not a folder", path=path, field=flag)
     try:
         with tempfile.TemporaryFile(dir=parent):
             pass
     except OSError as exc:
-        raise EvalkitError(f"cannot write here ({exc.strerror or exc})", path=path, field="--summary") from None
+        raise EvalkitError(f"cannot write here ({exc.strerror or exc})", path=path, field=flag) from None

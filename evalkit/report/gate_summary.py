@@ -1,8 +1,11 @@
 """The gate's verdict as Markdown, fit for a pull-request comment.
 
 One line that says pass or regression, one table row per check (baseline and
-candidate with intervals, the paired difference, p, throughput, the rule, the
-verdict), then the reasons, each naming the task and the drop.
+candidate with intervals, the paired difference, p — and, under a multiple-comparison
+correction, the adjusted p and whether it survives — throughput, the rule, the
+verdict), then the reasons, each naming the task and the drop, then a collapsed
+drill-down per failed or borderline check: the units that hurt the candidate most,
+with their texts (escaped: pipes, HTML, line breaks) and both scores.
 """
 
 from __future__ import annotations
@@ -13,7 +16,12 @@ from evalkit.report.formats import code_md, escape_md, fmt_p
 
 if TYPE_CHECKING:
     from evalkit.gate import Check, GateReport
+    from evalkit.gate_drilldown import Drilldown
     from evalkit.stats import Interval
+
+METHOD_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "none"}
+TOP_MD = 5  # drill-down rows per check in the summary (a PR comment stays short)
+TEXT_MD = 160  # characters of each text shown
 
 
 def _score(value: float | None, interval: Interval | None) -> str:
@@ -43,8 +51,22 @@ def _throughput(check: Check) -> str:
     return f"{base:,.0f} → {cand:,.0f} ({100 * (cand / base - 1):+.0f} %)"
 
 
+def _adjusted(check: Check) -> str:
+    c = check.comparison
+    if check.p_adjusted is None or c is None:
+        return "–"
+    return f"{fmt_p(check.p_adjusted, c.n_boot)} " + ("✓" if check.survives_correction else "✗")
+
+
 def _rule(check: Check) -> str:
     r = check.rule
+    if r.non_inferiority:
+        text = f"non-inferior: drop bound < {r.max_drop:g}"
+        if check.bound is not None and check.bound_confidence is not None:
+            text += f" (upper {100 * check.bound_confidence:.4g} % bound {check.bound:.2f})"
+        if r.max_throughput_drop is not None:
+            text += f"; speed drop ≤ {100 * r.max_throughput_drop:.0f} %"
+        return text
     text = f"drop ≤ {r.max_drop:g}" + (f", significant at {r.alpha:g}" if r.require_significance else "")
     if r.max_throughput_drop is not None:
         text += f"; speed drop ≤ {100 * r.max_throughput_drop:.0f} %"
@@ -64,14 +86,23 @@ def render_gate(report: GateReport) -> str:
         f"paired interval and two-sided p-value ({cfg.n_boot:,} resamples of the task's units, seed {cfg.seed}).",
         "",
     ]
+    corrected = report.correction != "none"
+    if corrected:
+        lines += [
+            f"Multiple comparisons: {METHOD_NAMES.get(report.correction, report.correction)} over a family of "
+            f"{report.family} check(s); p adj. is the adjusted p-value, ✓ when it is under the rule's alpha (survives "
+            "the correction).",
+            "",
+        ]
     several = len(report.pairs) > 1
     if not several and report.pairs:
         base, cand = report.pairs[0]
         lines += [f"Baseline encoder {code_md(base)}, candidate encoder {code_md(cand)}.", ""]
-    head = (["encoder"] if several else []) + ["task", "metric", "baseline", "candidate", "Δ", "p", "sentences/s", "rule", "verdict"]
+    head = (["encoder"] if several else []) + ["task", "metric", "baseline", "candidate", "Δ", "p"]
+    head += (["p adj."] if corrected else []) + ["sentences/s", "rule", "verdict"]
     lines += [
         "| " + " | ".join(head) + " |",
-        "|" + "|".join("---:" if h in {"baseline", "candidate", "Δ", "p"} else "---" for h in head) + "|",
+        "|" + "|".join("---:" if h in {"baseline", "candidate", "Δ", "p", "p adj."} else "---" for h in head) + "|",
     ]
     for check in report.checks:
         delta, p = _delta(check)
@@ -83,9 +114,10 @@ def render_gate(report: GateReport) -> str:
             _score(check.candidate.main_score if check.candidate.ok else None, check.candidate_interval),
             delta,
             p,
+            *([_adjusted(check)] if corrected else []),
             _throughput(check),
             _rule(check),
-            "✅ pass" if check.passed else "❌ **fail**",
+            verdict(check),
         ]
         lines.append("| " + " | ".join(row) + " |")
     failures = [f for c in report.checks for f in c.failures]
@@ -94,4 +126,46 @@ def render_gate(report: GateReport) -> str:
         lines += ["", "**Regressions**", ""] + [f"- {escape_md(f)}" for f in failures]
     if notes:
         lines += ["", "Notes", ""] + [f"- {escape_md(n)}" for n in notes]
+    for check in report.checks:
+        if check.drilldown is not None:
+            lines += ["", *drilldown_md(check, check.drilldown, several)]
     return "\n".join(lines) + "\n"
+
+
+def verdict(check: Check) -> str:
+    if not check.passed:
+        return "❌ **fail**"
+    return "✅ pass (borderline)" if check.borderline else "✅ pass"
+
+
+def _clip(text: str, size: int) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def drilldown_md(check: Check, drill: Drilldown, several: bool = False, top: int = TOP_MD) -> list[str]:
+    """One check's drill-down as a collapsed ``<details>`` block holding a Markdown table."""
+    who = f" ({escape_md(check.candidate.encoder)})" if several else ""
+    rows = drill.rows[:top]
+    head = f"{escape_md(check.label)}{who}, {drill.why}: the {len(rows)} {drill.unit}(s) of {drill.n_units:,} that hurt most"
+    out = ["<details>", f"<summary>Drill-down: {head}</summary>", ""]
+    if drill.note:
+        out += [f"{escape_md(drill.note)}.", ""]
+    if rows:
+        out += [
+            f"Ranked by {escape_md(drill.order)}; scores are the {escape_md(drill.value)} of each side.",
+            "",
+            f"| {escape_md(drill.unit)} | text | reference | baseline | candidate |",
+            "|---|---|---|---:|---:|",
+        ]
+        for row in rows:
+            texts = " ↔ ".join(escape_md(_clip(t, TEXT_MD)) for t in row.texts) or "–"
+            out.append(
+                f"| {escape_md(row.unit)} | {texts} | {escape_md(row.reference) if row.reference else '–'} | "
+                f"{_num(row.baseline)} | {_num(row.candidate)} |"
+            )
+    out += ["", "</details>"]
+    return out
+
+
+def _num(value: float) -> str:
+    return "–" if value != value else f"{value:.3f}"

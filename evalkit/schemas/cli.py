@@ -50,6 +50,22 @@ class BenchFlags(LaxSchema):
     batch_size: list[Annotated[int, Field(ge=1, le=BATCH_SIZE_MAX)]] = Field([32], alias="--batch-size")
 
 
+COMPARE_ROUNDS_MIN = 4
+"""Fewer rounds leave a speed interval resting on two or three paired ratios."""
+THREADS_MAX = 4096
+
+
+class CompareFlags(LaxSchema):
+    """``evalkit bench --compare``: rounds, the interval, the thread budget, memory probes."""
+
+    rounds: Annotated[int, Field(ge=COMPARE_ROUNDS_MIN, le=BENCH_PASSES_MAX)] = Field(8, alias="--rounds")
+    level: Level = Field(0.95, alias="--level")
+    n_boot: NBoot = Field(10_000, alias="--n-boot")
+    seed: Seed = Field(0, alias="--seed")
+    threads: Annotated[int, Field(ge=1, le=THREADS_MAX)] | None = Field(None, alias="--threads")
+    memory_probes: Annotated[int, Field(ge=0, le=100)] = Field(1, alias="--memory-probes")
+
+
 def check_flags(model: type[M], args: argparse.Namespace) -> M:
     """``model`` validated from the parsed flags (attribute ``n_boot`` ↔ flag ``--n-boot``); one DataError naming the flag."""
     data = {}

@@ -189,7 +189,8 @@ class CellResult(Schema):
         """This result with its interval sealed (what a run writes); unchanged when there is no interval."""
         if not self.ci or "low" not in self.ci:
             return self
-        return self.replace(ci={**self.ci, "digest": ci_digest(self.main_score, self.n_units, self.units, self.ci)})
+        ci = {**self.ci, "digest": ci_digest(self.main_score, self.n_units, self.units, self.ci)}
+        return self.model_copy(update={"ci": ci})  # only the digest of fields validated already: no second pass
 
     def replace(self, **changes: Any) -> CellResult:
         """A copy with ``changes``, validated like any other result (``dataclasses.replace`` for this model)."""
