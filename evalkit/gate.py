@@ -38,6 +38,7 @@ import numpy as np
 from evalkit.errors import DataError, EvalkitError
 from evalkit.gate_correction import adjust, bound_alpha
 from evalkit.gate_rules import Rule, Rules
+from evalkit.gate_speed import SpeedCheck, speed_checks
 from evalkit.reading import interval, replicates
 from evalkit.results.schema import CellResult, column_of
 from evalkit.results.store import limit_of
@@ -147,6 +148,7 @@ class GateReport:
     rules: Rules
     pairs: list[tuple[str, str]]
     checks: list[Check]
+    speed: list[SpeedCheck] = field(default_factory=list)  # [speed] rules on paired speed comparisons
 
     @property
     def correction(self) -> str:
@@ -159,7 +161,7 @@ class GateReport:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return all(c.passed for c in self.checks) and all(s.passed for s in self.speed)
 
     @property
     def exit_code(self) -> int:
@@ -480,6 +482,7 @@ def run_gate(
     """
     check_rule_names(rules, baseline, candidate)
     pairs = pair_encoders(baseline, candidate, match)
+    speed = speed_checks(rules, candidate_root, pairs)  # before any resampling: a missing comparison is exit 2 at once
     checks = []
     for base_spec, cand_spec in pairs:
         b_cells, c_cells = cells_by_task(baseline, base_spec), cells_by_task(candidate, cand_spec)
@@ -509,7 +512,7 @@ def run_gate(
         from evalkit.gate_drilldown import attach
 
         attach(checks)
-    return GateReport(baseline_root, candidate_root, rules, pairs, checks)
+    return GateReport(baseline_root, candidate_root, rules, pairs, checks, speed)
 
 
 def gate_folders(baseline: Path, candidate: Path, rules: Rules, match: Sequence[str] = (), allow_data_change: bool = False) -> GateReport:

@@ -54,6 +54,7 @@ from typing import Any
 from evalkit.errors import DataError
 from evalkit.schemas.base import did_you_mean, parse, toml_line
 from evalkit.schemas.rules import RuleOverrides, RulesFile
+from evalkit.schemas.speed import SpeedRules
 from evalkit.stats import Bootstrap
 
 RULE_FIELDS = {name: info.description or "" for name, info in RuleOverrides.model_fields.items()}
@@ -93,6 +94,7 @@ class Rules:
     task_names: Mapping[str, str] = field(default_factory=dict)
     task_lines: Mapping[str, int | None] = field(default_factory=dict)
     correction: str = "none"  # "none" | "holm" | "bh": over all checks of one gate run
+    speed: SpeedRules = field(default_factory=SpeedRules)  # [speed]: judged on `evalkit bench --compare` files
 
     def for_task(self, task: str, task_type: str) -> Rule:
         """Task overrides win over type overrides, which win over the defaults."""
@@ -136,7 +138,7 @@ def parse_rules(raw: Any, path: Path | None = None, source: str | None = None) -
     defaults = Rule(**model.defaults.set_fields(), source="defaults" if "defaults" in model.model_fields_set else Rule.source)
     boot = model.bootstrap
     boots = Bootstrap(level=boot.level, n_boot=boot.n_boot, seed=boot.seed)
-    return Rules(defaults, by_type, by_task, boots, path, names, lines, correction=model.gate.correction)
+    return Rules(defaults, by_type, by_task, boots, path, names, lines, correction=model.gate.correction, speed=model.speed)
 
 
 def load_rules(path: Path | None) -> Rules:

@@ -159,7 +159,9 @@ def speed_checks(
         )
         if memory is not None:
             notes.append(f"memory: {memory.kind}")
-        checks.append(SpeedCheck(comparison.baseline, comparison.candidate, path, comparison, speed, tuple(failures), tuple(notes)))
+        who = f"speed of {comparison.candidate} vs {comparison.baseline}"
+        named = tuple(f"{who}: {text}" for text in failures)
+        checks.append(SpeedCheck(comparison.baseline, comparison.candidate, path, comparison, speed, named, tuple(notes)))
     return checks
 
 
@@ -168,31 +170,3 @@ def _canonical(spec: str) -> str:
         return str(EncoderSpec.parse(spec))
     except EvalkitError:  # a spec evalkit cannot parse is compared as written
         return spec.strip()
-
-
-def render_speed_markdown(checks: Sequence[SpeedCheck]) -> str:
-    """The speed section of the gate's Markdown summary (empty when there are no checks)."""
-    if not checks:
-        return ""
-    lines = [
-        "### Speed (paired, candidate / baseline sentences/s)",
-        "",
-        "| | candidate | baseline | ratio | interval | rounds | threads | memory growth |",
-        "|---|---|---|---:|---|---:|---:|---:|",
-    ]
-    for check in checks:
-        c, r = check.comparison, check.comparison.ratio
-        mark = "✅" if check.passed else "❌"
-        memory = "–" if c.memory is None else f"{100 * c.memory.growth:+.1f} %"
-        lines.append(
-            f"| {mark} | `{_cell(c.candidate)}` | `{_cell(c.baseline)}` | {r.estimate:.2f}× | "
-            f"[{r.low:.2f}, {r.high:.2f}] ({100 * r.level:g} %) | {c.rounds} | {c.threads} | {memory} |"
-        )
-    details = [f"- {'FAIL' if not ch.passed else 'pass'}: {_cell(ch.description)}" for ch in checks]
-    details += [f"  - {_cell(text)}" for ch in checks for text in (*ch.failures, *ch.notes)]
-    return "\n".join([*lines, "", *details]) + "\n"
-
-
-def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell or list item (no pipes, backticks or line breaks)."""
-    return text.replace("|", "\\|").replace("`", "'").replace("\n", " ").replace("\r", " ")

@@ -305,6 +305,8 @@ def test_the_shipped_rule_files_load() -> None:
     rule = example.for_task("sick-r", "sts")
     assert rule.max_drop == 0.3 and rule.max_throughput_drop is None and rule.source == "task.sick-r"
     assert example.for_task("STSBenchmark", "sts").max_throughput_drop == 0.5
+    assert example.correction == "none" and example.defaults.mode == "regression"
+    assert (example.speed.min_speedup, example.speed.max_slowdown, example.speed.max_memory_growth) == (1.0, 0.1, 0.5)
 
 
 # --- properties: generated rule files and folders --------------------------------------------------------------

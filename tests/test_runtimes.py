@@ -261,6 +261,27 @@ def test_fp32_runtimes_are_within_1e_4_of_torch_on_stsb(spec: str, minilm_refere
 
 
 @pytest.mark.slow
+def test_runtimes_run_on_token_budget_batches_whose_size_does_not_change_the_vectors(minilm_reference: dict[str, Any]) -> None:
+    """As ``sbert`` and ``hf`` do: length-sorted batches cut by a token budget, counted for the throughput meter."""
+    texts = minilm_reference["texts"]
+    default: Any = load_encoder("onnx:all-MiniLM-L6-v2")
+    small: Any = load_encoder("onnx:all-MiniLM-L6-v2?token_budget=200")
+    try:
+        before = default.backbone.stats.batches
+        vectors = default.encode(texts)
+        stats = default.backbone.stats
+        assert stats.texts >= len(texts) and stats.batches - before >= len(texts) // 32
+        assert stats.real_tokens / stats.padded_tokens > 0.7, "length-sorted batches pad little"
+        small_before = small.backbone.stats.batches
+        again = small.encode(texts)
+        assert small.backbone.stats.batches - small_before > 2 * (stats.batches - before), "a smaller budget, more batches"
+        assert np.abs(_pair_cosines(vectors, again) - 1).max() <= 1e-5
+    finally:
+        default.close()
+        small.close()
+
+
+@pytest.mark.slow
 def test_int8_export_records_its_parity_and_is_not_held_to_the_fp32_bound(minilm_reference: dict[str, Any]) -> None:
     encoder: Any = load_encoder("onnx:all-MiniLM-L6-v2?quantize=int8")
     try:

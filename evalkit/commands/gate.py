@@ -61,9 +61,8 @@ def main(args: argparse.Namespace) -> int:
     sys.stdout.write(text)
     from evalkit.report.formats import plain
 
-    for check in report.checks:
-        for failure in check.failures:
-            print(f"evalkit: regression: {plain(failure)}", file=sys.stderr)
+    for failure in [f for c in report.checks for f in c.failures] + [f for c in report.speed for f in c.failures]:
+        print(f"evalkit: regression: {plain(failure)}", file=sys.stderr)
     for flag, path in outputs:
         if flag == "--html":
             from evalkit.report.gate_html import render_gate_html

@@ -54,13 +54,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import ConfigDict, Field
 
 from evalkit import catalogue, runtime_parity
 from evalkit.encoders.base import Backend, Role
+from evalkit.encoders.sbert import SentenceTransformerRunner
+from evalkit.encoders.transformer import TOKENS_PER_TEXT
 from evalkit.errors import ModelUnavailableError, SpecError
 from evalkit.schemas.base import Name, Schema, Text, parse
 from evalkit.schemas.options import BackendOptions, Flag, Positive, TransformOptions, _error
@@ -80,6 +82,9 @@ class RuntimeOptions(TransformOptions):
     dtype: Literal["float32", "float16"] = Field("float32", description="float16: an fp16 export, CUDA only")
     max_length: Positive | None = Field(None, description="truncate texts to this many tokens (default: the model's own)")
     batch_size: Positive = Field(32, description="texts per runtime call")
+    token_budget: Annotated[int, Field(ge=1, le=2**40)] | None = Field(
+        None, description="most padded tokens in flight (default batch_size × 128; CPU streams share it): long texts go in smaller batches"
+    )
     normalize: Flag = Field(False, description="L2-normalise the output (a model with a Normalize module normalises anyway)")
     allow_pickle: Flag = Field(False, description="allow .bin/.pt (pickle) weights in the source model")
     prompt: Text | None = Field(None, description="text prepended to every input")
@@ -214,7 +219,20 @@ def _device(runtime: str, requested: str, refuse: Callable[..., SpecError]) -> s
         raise refuse(
             "device", "device=cuda needs ONNX Runtime's CUDA execution provider, which this onnxruntime lacks", "install onnxruntime-gpu"
         )
-    return "cuda" if has_cuda else "cpu"
+    # onnxruntime-gpu lists its CUDA provider on machines without a GPU too: auto picks CUDA only where a GPU is visible
+    return "cuda" if has_cuda and (requested == "cuda" or _gpu_visible()) else "cpu"
+
+
+def _gpu_visible() -> bool:
+    """Whether this machine shows an NVIDIA GPU (a device node, or torch's CUDA), without loading the CUDA provider."""
+    if Path("/dev/nvidiactl").exists() or Path("/dev/nvidia0").exists():
+        return True
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # a broken CUDA install: no GPU for auto
+        return False
 
 
 def _check_exportable(runtime: str, model: str, refuse: Callable[..., SpecError]) -> None:
@@ -282,6 +300,7 @@ class RuntimeEncoder(Backend):
         prebuilt = self.plan.prebuilt
         self.source = str(catalogue.resolve(prebuilt.base if prebuilt else spec.model))
         self.model: Any = None
+        self.backbone: SentenceTransformerRunner | None = None
         self._runtime: Runtime | None = None
         try:
             self._load()
@@ -301,6 +320,10 @@ class RuntimeEncoder(Backend):
             parity = runtime_parity.load(self._parity_key())
         # torch weights are read only to export or to measure parity; otherwise the transformer is built on the meta device
         self.model = self._sentence_transformer(real_weights=parity is None)
+        budget = self.options.token_budget or self.options.batch_size * TOKENS_PER_TEXT
+        # the runner is the encoder's backbone, so the throughput meter reads its token and padding counts
+        # "cpu": the pipeline's tensors stay on the CPU (a runtime on CUDA copies its inputs over); one stream there
+        self.backbone = SentenceTransformerRunner(self.model, "cpu", self.options.batch_size, budget)
         if not artifact.exists():
             ensure_export(self.model, self.source_identity, self.plan)
             self.identity = weights_identity(str(artifact.parent), None)
@@ -376,48 +399,21 @@ class RuntimeEncoder(Backend):
         return str(prompts[default]) if default and prompts.get(default) else None
 
     def _encode(self, texts: Sequence[str], role: Role | None) -> np.ndarray:
-        """sentence-transformers' steps (length-sorted batches, preprocess, modules, normalise), batches run as CPU streams.
+        """As the ``sbert`` backend runs a model: tokenised once, token-budget batches, CPU streams (:class:`SentenceTransformerRunner`).
 
         Tokenising stays on this thread (fast tokenizers are not thread-safe); each batch then runs
         through the modules on one stream, whose runner is its own session (or infer request).
         """
         import torch
 
-        from evalkit.encoders.streams import run_batches
-
-        model, prompt = self.model, self._prompt(role)
-        order = np.argsort([-len(text) for text in texts], kind="stable")
-        size = self.options.batch_size
-
-        def batches() -> Iterator[tuple[np.ndarray, Any]]:
-            for start in range(0, len(order), size):
-                idx = order[start : start + size]
-                yield idx, model.preprocess([texts[i] for i in idx], prompt=prompt)
-
-        def run(item: tuple[np.ndarray, Any]) -> tuple[np.ndarray, Any]:
-            idx, features = item
-            with torch.inference_mode():
-                vectors = model(features)["sentence_embedding"]
-                if self.normalize:
-                    vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
-                return idx, vectors.float().cpu().numpy()
-
-        out: np.ndarray | None = None
+        assert self.backbone is not None, "encode after close"
         threads = torch.get_num_threads()
         if self._runtime is not None:  # run_batches then runs one stream per runner, torch on one thread each beside it
             torch.set_num_threads(self._runtime.streams)  # (before the swap, torch itself splits its threads into streams)
         try:
-            with contextlib.closing(run_batches(run, batches(), self.device)) as results:
-                for idx, vectors in results:
-                    if out is None:
-                        out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
-                    out[idx] = vectors
+            return self.backbone.encode(list(texts), self._prompt(role), self.normalize)
         finally:
             torch.set_num_threads(threads)
-        if out is None:
-            dim = int(model.get_sentence_embedding_dimension() or 0)
-            return np.zeros((0, dim), dtype=np.float32)
-        return out
 
     def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
         return self._encode(texts, role)
@@ -459,6 +455,9 @@ class RuntimeEncoder(Backend):
 
         self.model = None
         self._runtime = None
+        backbone = getattr(self, "backbone", None)
+        if backbone is not None:
+            backbone.model = None
         collector.closed()
 
 
@@ -716,8 +715,18 @@ def _onnxruntime(artifact: Path, streams: int, per_stream: int, device: str) -> 
     options.log_severity_level = 3
     # no busy-waiting between ops: on a shared runner spinning threads steal the cores the work needs
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if device == "cuda":  # device 0 (CUDA_VISIBLE_DEVICES picks it); CPU stays listed for the few ops CUDA lacks (shape ops)
+        providers = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
     sessions = [ort.InferenceSession(str(artifact), options, providers=providers) for _ in range(streams)]
+    if device == "cuda" and sessions[0].get_providers()[0] != "CUDAExecutionProvider":
+        # ONNX Runtime falls back to the CPU silently when the CUDA provider cannot load (no GPU, no CUDA/cuDNN
+        # libraries): the result would then claim CUDA while running on the CPU, so refuse instead
+        raise ModelUnavailableError(
+            f"ONNX Runtime could not start its CUDA provider (it fell back to {sessions[0].get_providers()}): "
+            "no usable GPU, or the CUDA / cuDNN libraries onnxruntime-gpu needs are missing",
+            hint="check `nvidia-smi` and onnxruntime-gpu's CUDA requirements, or use device=cpu",
+        )
     names = [i.name for i in sessions[0].get_inputs()]
 
     def runner(session: Any) -> Callable[[Feeds], np.ndarray]:

@@ -89,7 +89,8 @@ def render_gate_html(report: GateReport) -> str:
         _template().render(
             title=f"evalkit gate: {status}",
             style=resources.files("evalkit.report").joinpath("templates/report.css").read_text(encoding="utf-8"),
-            intro=f"{len(report.checks)} check(s), {sum(not c.passed for c in report.checks)} failed. "
+            intro=f"{len(report.checks) + len(report.speed)} check(s), "
+            f"{sum(not c.passed for c in report.checks) + sum(not c.passed for c in report.speed)} failed. "
             f"Baseline {plain(report.baseline_root)}, candidate {plain(report.candidate_root)}, rules: "
             f"{plain(report.rules.path) if report.rules.path else 'built-in defaults'}. Encoders: {base}. "
             f"Scores are main score × 100 with {cfg.level:.0%} bootstrap intervals; Δ is candidate − baseline in points "
@@ -103,8 +104,9 @@ def render_gate_html(report: GateReport) -> str:
             headers=headers,
             numeric={"baseline", "candidate", "Δ", "p", "p adj."},
             rows=rows,
-            failures=[plain(f) for c in report.checks for f in c.failures],
-            notes=[plain(n) for c in report.checks for n in c.notes],
+            failures=[plain(f) for c in report.checks for f in c.failures] + [plain(f) for c in report.speed for f in c.failures],
+            notes=[plain(n) for c in report.checks for n in c.notes] + [plain(n) for c in report.speed for n in c.notes],
+            speed=[{"status": "pass" if c.passed else "fail", "text": plain(c.description)} for c in report.speed],
             drills=drills,
             stamp=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         )

@@ -10,6 +10,7 @@ with their texts (escaped: pipes, HTML, line breaks) and both scores.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from evalkit.report.formats import code_md, escape_md, fmt_p
@@ -17,6 +18,7 @@ from evalkit.report.formats import code_md, escape_md, fmt_p
 if TYPE_CHECKING:
     from evalkit.gate import Check, GateReport
     from evalkit.gate_drilldown import Drilldown
+    from evalkit.gate_speed import SpeedCheck
     from evalkit.stats import Interval
 
 METHOD_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "none"}
@@ -76,11 +78,11 @@ def _rule(check: Check) -> str:
 def render_gate(report: GateReport) -> str:
     cfg = report.rules.bootstrap
     status = "✅ pass" if report.passed else "❌ regression"
-    failed = sum(not c.passed for c in report.checks)
+    failed = sum(not c.passed for c in report.checks) + sum(not s.passed for s in report.speed)
     lines = [
         f"## evalkit gate: {status}",
         "",
-        f"{len(report.checks)} check(s), {failed} failed. Baseline {code_md(report.baseline_root)}, "
+        f"{len(report.checks) + len(report.speed)} check(s), {failed} failed. Baseline {code_md(report.baseline_root)}, "
         f"candidate {code_md(report.candidate_root)}, rules: {code_md(report.rules.path) if report.rules.path else 'built-in defaults'}.",
         f"Scores are main score × 100 with {cfg.level:.0%} bootstrap intervals; Δ is candidate − baseline in points with its "
         f"paired interval and two-sided p-value ({cfg.n_boot:,} resamples of the task's units, seed {cfg.seed}).",
@@ -129,6 +131,8 @@ def render_gate(report: GateReport) -> str:
     for check in report.checks:
         if check.drilldown is not None:
             lines += ["", *drilldown_md(check, check.drilldown, several)]
+    if report.speed:
+        lines += ["", render_speed_markdown(report.speed).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -169,3 +173,31 @@ def drilldown_md(check: Check, drill: Drilldown, several: bool = False, top: int
 
 def _num(value: float) -> str:
     return "–" if value != value else f"{value:.3f}"
+
+
+def render_speed_markdown(checks: Sequence[SpeedCheck]) -> str:
+    """The speed section of the gate's Markdown summary (empty when there are no checks)."""
+    if not checks:
+        return ""
+    lines = [
+        "### Speed (paired, candidate / baseline sentences/s)",
+        "",
+        "| | candidate | baseline | ratio | interval | rounds | threads | memory growth |",
+        "|---|---|---|---:|---|---:|---:|---:|",
+    ]
+    for check in checks:
+        c, r = check.comparison, check.comparison.ratio
+        mark = "✅" if check.passed else "❌"
+        memory = "–" if c.memory is None else f"{100 * c.memory.growth:+.1f} %"
+        lines.append(
+            f"| {mark} | `{_cell(c.candidate)}` | `{_cell(c.baseline)}` | {r.estimate:.2f}× | "
+            f"[{r.low:.2f}, {r.high:.2f}] ({100 * r.level:g} %) | {c.rounds} | {c.threads} | {memory} |"
+        )
+    details = [f"- {'FAIL' if not ch.passed else 'pass'}: {_cell(ch.description)}" for ch in checks]
+    details += [f"  - {_cell(text)}" for ch in checks for text in (*ch.failures, *ch.notes)]
+    return "\n".join([*lines, "", *details]) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell or list item (no pipes, backticks or line breaks)."""
+    return text.replace("|", "\\|").replace("`", "'").replace("\n", " ").replace("\r", " ")
