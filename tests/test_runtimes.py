@@ -72,6 +72,20 @@ def test_cuda_without_a_cuda_provider_is_refused_up_front() -> None:
     assert caught.value.field == "device" and "onnxruntime-gpu" in (caught.value.hint or "")
 
 
+def test_gpu_check_says_so_in_one_line_and_exits_2_where_no_gpu_is_visible() -> None:
+    """``scripts/gpu-check`` is for GPU machines; elsewhere it must stop at once, install nothing and say why."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("nvidia-smi") is not None:
+        pytest.skip("a GPU machine: the script runs for real there")
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu-check"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == ["gpu-check: no NVIDIA GPU visible (nvidia-smi -L failed)"]
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.text(min_size=1, max_size=12).filter(lambda v: v.strip().lower() not in {"none", "int8"} and "&" not in v and "=" not in v))
 def test_any_other_quantize_value_is_one_spec_error_naming_the_option(value: str) -> None:

@@ -16,7 +16,9 @@ arm64 / avx2 / avx512 / avx512_vnni).
 Options: ``quantize=none|int8`` (ONNX only; OpenVINO's int8 is static quantisation that
 calibrates on a downloaded data set, refused here), ``device=auto|cpu|cuda`` (CUDA:
 ONNX Runtime's CUDA execution provider, needs onnxruntime-gpu), ``dtype=float32|float16``
-(float16: CUDA only), ``max_length``, ``batch_size``, ``normalize``, prompts, ``allow_pickle``.
+(float16: CUDA only), ``max_length``, ``batch_size``, ``token_budget``, ``normalize``, prompts, ``allow_pickle``.
+Batches are the ``sbert`` backend's (:class:`~evalkit.encoders.sbert.SentenceTransformerRunner`: tokenised once,
+length-sorted, cut by the token budget). On CUDA a session that fell back to the CPU is refused, not mislabelled.
 
 Exports are written into a temporary folder and renamed into place under an exclusive
 lock, so two processes never see half an export and never export twice. Every result's
@@ -68,7 +70,7 @@ from evalkit.schemas.base import Name, Schema, Text, parse
 from evalkit.schemas.options import BackendOptions, Flag, Positive, TransformOptions, _error
 from evalkit.spec import EncoderSpec
 
-EXPORT_FORMAT = 1  # bump when the export recipe changes: old exports are then rebuilt beside the new
+EXPORT_FORMAT = 2  # bump when the export recipe changes: old exports are then rebuilt beside the new (2: eager attention)
 RUNTIME_PACKAGES = {"onnx": "onnxruntime", "openvino": "openvino"}
 EXPORT_PACKAGES = ("torch", "onnx", "onnxscript")
 INSTALL_HINT = "pip install 'evalkit[runtimes]' (onnxruntime, onnx, onnxscript, openvino)"
@@ -606,7 +608,7 @@ def export_onnx(transformer: Any, tokenizer: Any, target: Path) -> None:
     limit = min(512, positions, declared if isinstance(declared, int) and declared > 2 else 512)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence", max=limit)
     module = (LastHiddenTyped if "token_type_ids" in names else LastHidden)(transformer.float().eval())
-    with torch.no_grad(), _quiet_exporter():
+    with torch.no_grad(), _quiet_exporter(), _eager_attention(transformer):
         program = torch.onnx.export(
             module,
             tuple(example[n] for n in names),
@@ -619,6 +621,27 @@ def export_onnx(transformer: Any, tokenizer: Any, target: Path) -> None:
         if program is None:
             raise RuntimeError("torch.onnx.export returned no program")
         program.save(str(target), external_data=False)
+
+
+@contextlib.contextmanager
+def _eager_attention(transformer: Any) -> Iterator[None]:
+    """Export attention as plain MatMul / Softmax, not torch's SDPA: its decomposition runs far slower in ONNX Runtime.
+
+    Measured on 8 × 256-token SciFact batches, one thread: fp32 547 ms vs 656 ms through SDPA, int8 270 ms vs 390 ms
+    (torch fp32: 456 ms). The vectors are the same function (parity is measured on every export).
+    """
+    previous = getattr(transformer.config, "_attn_implementation", None)
+    switch = getattr(transformer, "set_attn_implementation", None)
+    try:
+        if switch is not None and previous not in (None, "eager"):
+            switch("eager")
+    except (ValueError, ImportError, AttributeError):  # a model without an eager path: export what it has
+        previous = None
+    try:
+        yield
+    finally:
+        if switch is not None and previous not in (None, "eager"):
+            switch(previous)
 
 
 @contextlib.contextmanager
