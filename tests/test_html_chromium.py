@@ -6,7 +6,7 @@ the standard library and Debian's ``chromium`` package (``scripts/install-chromi
 A missing browser fails the test; it never skips.
 
 The report holds real results committed in ``results/``: the baseline's STS-B cells
-and a pooling × layer sweep of MiniLM, so all three figures are drawn.
+(which record bytes per vector) and a pooling × layer sweep of MiniLM, so all four figures are drawn.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def test_report_is_one_self_contained_file(report: Path) -> None:
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
     for remote in ("http://", "https://", "//cdn", "<script", "<link"):
         assert remote not in page.replace("http-equiv", "")
-    assert page.count('src="data:image/png;base64,') == 3
+    assert page.count('src="data:image/png;base64,') == 4
     assert "evalkit &lt;STS-B&gt; &amp; pooling" in page
 
 
@@ -185,7 +185,7 @@ def test_report_loads_in_headless_chromium_with_visible_plots(report: Path, tmp_
         assert state["title"] == "evalkit <STS-B> & pooling"
         assert state["rows"] == 2 + len(SWEEP)
         figures = {image["figure"]: image for image in state["images"]}
-        assert set(figures) == {"fig-quality-throughput", "fig-per-task", "fig-pooling"}
+        assert set(figures) == {"fig-quality-throughput", "fig-quality-bytes", "fig-per-task", "fig-pooling"}
         for name, image in figures.items():
             assert image["complete"] and image["width"] > 300 and image["height"] > 150, (name, image)
             box = image["box"]

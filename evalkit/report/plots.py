@@ -78,7 +78,8 @@ def quality_vs_throughput(board: Leaderboard) -> bytes | None:
     ax = fig.add_subplot()  # type: ignore[attr-defined]
     err = _errors(board, encoders, MEAN)
     ax.errorbar(x, y, yerr=err, fmt="o", color="#8C8C8C", ecolor="#BBBBBB", capsize=3, label="encoder", zorder=2)
-    ax.plot(x[front], y[front], "-o", color="#C44E52", drawstyle="steps-post", lw=1.5, ms=8, label="Pareto front", zorder=3)
+    # the best quality at ≥ t sentences/s, a staircase that drops just past each front point
+    ax.plot(x[front], y[front], "-o", color="#C44E52", drawstyle="steps-pre", lw=1.5, ms=8, label="Pareto front", zorder=3)
     for i, name in enumerate(encoders):
         ax.annotate(_text(name), (x[i], y[i]), textcoords="offset points", xytext=(6, 5), fontsize=7.5)
     if x.max() / max(x.min(), 1e-9) > 20:
@@ -103,7 +104,8 @@ def quality_vs_bytes(board: Leaderboard) -> bytes | None:
     ax = fig.add_subplot()  # type: ignore[attr-defined]
     err = _errors(board, encoders, MEAN)
     ax.errorbar(x, y, yerr=err, fmt="o", color="#8C8C8C", ecolor="#BBBBBB", capsize=3, label="encoder", zorder=2)
-    ax.plot(x[front], y[front], "-o", color="#C44E52", drawstyle="steps-pre", lw=1.5, ms=8, label="Pareto front", zorder=3)
+    # the best quality within ≤ b bytes, a staircase that rises only at the next front point
+    ax.plot(x[front], y[front], "-o", color="#C44E52", drawstyle="steps-post", lw=1.5, ms=8, label="Pareto front", zorder=3)
     for i, name in enumerate(encoders):
         ax.annotate(_text(name), (x[i], y[i]), textcoords="offset points", xytext=(6, 5), fontsize=7.5)
     ax.set_xscale("log", base=2)
