@@ -312,6 +312,11 @@ def compare(
             loaded.append(load_encoder(spec))
             check_budget(budget, name, loaded[-1])
         devices = (device_of(loaded[0]), device_of(loaded[1]))
+        declared = {
+            name: threads
+            for name, encoder in zip(("baseline", "candidate"), loaded, strict=True)
+            if isinstance(threads := getattr(encoder, "declared_threads", None), int)
+        }
         base_rates, cand_rates = alternate((loaded[0], loaded[1]), texts, config, budget, devices, progress)
         env = environment()
     finally:
@@ -339,6 +344,7 @@ def compare(
         ratio=ratio_interval([_sig(r) for r in base_rates], [_sig(r) for r in cand_rates], config.level, config.n_boot, config.seed),
         memory=memory,
         threads=budget,
+        declared_threads=declared,
         streams=stream_count(budget),
         devices={"baseline": devices[0], "candidate": devices[1]},
         texts=len(texts),

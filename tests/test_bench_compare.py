@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -342,3 +344,29 @@ def test_the_gate_refuses_a_speed_rule_it_cannot_check(
     code, _out, err = gate_with(tmp_path, (base, bare), "[speed]\nmax_slowdown = 0.5\n", capsys)
     lines = [line for line in err.splitlines() if line.startswith("evalkit: error:")]
     assert code == 2 and len(lines) == 1 and "speed" in lines[0] and "Traceback" not in err, err
+
+
+def test_a_spec_threads_option_runs_the_forward_passes_at_that_count_and_is_recorded() -> None:
+    """``threads=1`` is a deliberate per-encoder budget: applied inside encode only, restored after, named in the comparison."""
+    import torch
+
+    from evalkit.encoders import load_encoder
+
+    before = torch.get_num_threads()
+    encoder: Any = load_encoder(EncoderSpec.parse(f"{MINILM}&threads=1"))
+    seen: list[int] = []
+    model = encoder.backbone.model
+    handle = model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    try:
+        plain: Any = load_encoder(EncoderSpec.parse(MINILM))
+        texts = _short_texts(6)
+        vectors = encoder.encode(texts)
+        assert seen and set(seen) == {1} and torch.get_num_threads() == before
+        assert np.allclose(vectors, plain.encode(texts), atol=1e-5)  # same vectors, only the threads differ
+        plain.close()
+    finally:
+        handle.remove()
+        encoder.close()
+    config = CompareConfig(rounds=4, warmup=1, repeats=1, memory_probes=0)
+    result = compare(EncoderSpec.parse(MINILM), EncoderSpec.parse(f"{MINILM}&threads=1"), _short_texts(4), config)
+    assert result.declared_threads == {"candidate": 1} and result.threads == before

@@ -157,6 +157,9 @@ def render_comparison(comparison: Any) -> str:
     ]
     if memory is not None:
         lines.append(f"memory growth: {100 * memory.growth:+.1f} % ({memory.kind})")
+    for side, threads in sorted(comparison.declared_threads.items()):
+        budget = comparison.threads
+        lines.append(f"note: the {side}'s spec runs its forward passes at {threads} thread(s) (threads={threads}), not {budget}")
     return "\n".join(lines)
 
 

@@ -7,7 +7,8 @@ the backend.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -56,6 +57,26 @@ class CorpusFitted(Protocol):
     def fit(self, texts: Sequence[str]) -> None: ...
 
 
+@contextlib.contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Run the block on ``threads`` torch intra-op threads (None: leave the budget alone), then restore the count.
+
+    For a spec's ``threads=N``: the encoder's own forward passes run at N, everything
+    around them (and the next encoder) at the run's budget.
+    """
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class Backend:
     """Base of backends that declare their options: ``check_spec`` validates them before any model loads.
 
@@ -71,6 +92,7 @@ class Backend:
     """
 
     options_model: ClassVar[type[BackendOptions]] = BackendOptions
+    declared_threads: int | None = None  # a spec's threads=N: its forward passes run at N (intra_op_threads)
 
     @classmethod
     def check(cls, spec: EncoderSpec, text: str | None = None) -> BackendOptions:

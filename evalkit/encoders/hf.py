@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import AfterValidator, Field
 
 from evalkit.encoders import pooling as poolings
-from evalkit.encoders.base import Backend, Role
+from evalkit.encoders.base import Backend, Role, intra_op_threads
 from evalkit.encoders.transformer import Backbone, LoadOptions
 from evalkit.errors import SpecError
 from evalkit.schemas.options import TransformerOptions
@@ -48,6 +48,7 @@ class HFEncoder(Backend):
     def __init__(self, spec: EncoderSpec) -> None:
         self.spec = spec
         self.options = HFOptions.of(spec)
+        self.declared_threads = self.options.threads
         self.pooling = poolings.POOLINGS.get(self.options.pooling)
         self.layer = self.options.layer
         self.backbone = Backbone.shared(LoadOptions.from_options(spec.model, self.options))
@@ -69,7 +70,8 @@ class HFEncoder(Backend):
 
     def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
         prompt = self.options.prompt_for(role)
-        return self.backbone.encode([prompt + t for t in texts] if prompt else list(texts), self.head)
+        with intra_op_threads(self.declared_threads):
+            return self.backbone.encode([prompt + t for t in texts] if prompt else list(texts), self.head)
 
     def uses_role(self) -> bool:
         """Whether a role changes the prompt (else one vector per text serves queries, documents and role-less calls)."""

@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
-from evalkit.encoders.base import Backend, Role
+from evalkit.encoders.base import Backend, Role, intra_op_threads
 from evalkit.encoders.transformer import Backbone, LoadOptions
 from evalkit.schemas import Seed
 from evalkit.schemas.options import TransformerOptions
@@ -41,6 +41,7 @@ class LogitsEncoder(Backend):
     def __init__(self, spec: EncoderSpec) -> None:
         self.spec = spec
         self.options = LogitsOptions.of(spec)
+        self.declared_threads = self.options.threads
         self.reduce = self.options.reduce
         self.seed = self.options.seed
         self.backbone = Backbone.shared(
@@ -60,7 +61,8 @@ class LogitsEncoder(Backend):
 
     def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
         prompt = self.options.prompt_for(role)
-        return self.backbone.encode([prompt + t for t in texts] if prompt else list(texts), self.head)
+        with intra_op_threads(self.declared_threads):
+            return self.backbone.encode([prompt + t for t in texts] if prompt else list(texts), self.head)
 
     def fingerprint(self) -> dict[str, str]:
         return {

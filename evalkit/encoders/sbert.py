@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from evalkit.encoders.base import Backend, Role
+from evalkit.encoders.base import Backend, Role, intra_op_threads
 from evalkit.encoders.streams import budget_share, run_batches
 from evalkit.encoders.transformer import LoadOptions, TokenStats, load_pretrained, pick_device, plan_batches, weights_identity
 from evalkit.schemas.options import Flag, TransformerOptions
@@ -154,6 +154,7 @@ class SBERTEncoder(Backend):
 
         self.spec = spec
         self.options = SBERTOptions.of(spec)
+        self.declared_threads = self.options.threads
         self.load = LoadOptions.from_options(spec.model, self.options)
         self.device = pick_device(self.load.device)
         kwargs: dict[str, Any] = {"device": self.device}
@@ -186,7 +187,8 @@ class SBERTEncoder(Backend):
         return any(self.prompt(role) != plain for role in Role)
 
     def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
-        return self.backbone.encode(list(texts), self.prompt(role), self.normalize)
+        with intra_op_threads(self.declared_threads):
+            return self.backbone.encode(list(texts), self.prompt(role), self.normalize)
 
     def fingerprint(self) -> dict[str, str]:
         if self._identity is None:

@@ -194,6 +194,11 @@ class TransformerOptions(TransformOptions):
     )
     dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="weights / autocast dtype")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="where the model runs")
+    threads: Annotated[int, Field(ge=1, le=4096)] | None = Field(
+        None,
+        description="intra-op threads of this encoder's forward passes (default: the run's budget); a deliberate "
+        "per-encoder budget, recorded as such by `evalkit bench --compare`",
+    )
     revision: Name | None = Field(None, description="hub revision (branch, tag or commit)")
     trust_remote_code: Flag = Field(False, description="run model code from the hub (off unless set)")
     allow_pickle: Flag = Field(False, description="allow .bin/.pt (pickle) weights; safetensors are preferred")

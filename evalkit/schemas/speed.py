@@ -82,6 +82,11 @@ class SpeedComparison(Schema):
     ratio: RatioInterval
     memory: MemoryComparison | None = None
     threads: Count = Field(description="torch intra-op thread budget both sides ran at")
+    declared_threads: dict[Name, Count] = Field(
+        default_factory=dict,
+        description="threads a side's own spec asked for (threads=N), overriding the budget inside its forward passes: "
+        "a deliberately unequal budget",
+    )
     streams: Count = Field(description="CPU streams the budget is split into (evalkit.encoders.streams)")
     devices: dict[Name, Name] = Field(description="the device each side ran on")
     texts: Count
