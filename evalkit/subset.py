@@ -92,7 +92,10 @@ def allocate(counts: Sequence[int], limit: int) -> list[int]:
     if limit >= total:
         return list(counts)
     k = len(counts)
-    base = [1] * k if limit >= k else [0] * k
+    if limit < k:  # fewer units than strata: one each for the largest (a proportional share could give one stratum two)
+        largest = set(sorted(range(k), key=lambda i: (-counts[i], i))[:limit])
+        return [1 if i in largest else 0 for i in range(k)]
+    base = [1] * k
     rest = [c - b for c, b in zip(counts, base, strict=True)]
     remaining, pool = limit - sum(base), sum(rest)
     shares = [remaining * r // pool for r in rest]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from evalkit import subset
@@ -60,6 +60,7 @@ def test_a_sample_has_the_right_size_is_ordered_and_nested(n: int, limit: int, s
 
 @FEW
 @given(counts=st.lists(st.integers(1, 60), min_size=1, max_size=12), limit=st.integers(1, 400))
+@example(counts=[1, 1, 1, 1, 3], limit=4)  # found by hypothesis: a proportional share gave the big stratum two
 def test_allocation_is_proportional_keeps_every_stratum_and_never_overdraws(counts: list[int], limit: int) -> None:
     shares = subset.allocate(counts, limit)
     total, k = sum(counts), len(counts)
