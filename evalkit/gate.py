@@ -161,7 +161,16 @@ class GateReport:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks) and all(s.passed for s in self.speed)
+        return not self.failures
+
+    @property
+    def failures(self) -> list[str]:
+        """Every reason the gate fails: quality checks first, then speed."""
+        return [f for c in self.checks for f in c.failures] + [f for s in self.speed for f in s.failures]
+
+    @property
+    def notes(self) -> list[str]:
+        return [n for c in self.checks for n in c.notes] + [n for s in self.speed for n in s.notes]
 
     @property
     def exit_code(self) -> int:

@@ -61,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
     sys.stdout.write(text)
     from evalkit.report.formats import plain
 
-    for failure in [f for c in report.checks for f in c.failures] + [f for c in report.speed for f in c.failures]:
+    for failure in report.failures:
         print(f"evalkit: regression: {plain(failure)}", file=sys.stderr)
     for flag, path in outputs:
         if flag == "--html":

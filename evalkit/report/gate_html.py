@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from evalkit.report.formats import plain
-from evalkit.report.gate_summary import METHOD_NAMES, _adjusted, _delta, _num, _rule, _score, _throughput, verdict
+from evalkit.report.gate_summary import METHOD_NAMES, _num, check_cells, check_headers, verdict
 
 if TYPE_CHECKING:
     from evalkit.gate import GateReport
@@ -37,23 +37,10 @@ def render_gate_html(report: GateReport) -> str:
     cfg = report.rules.bootstrap
     corrected = report.correction != "none"
     several = len(report.pairs) > 1 or not report.pairs
-    headers = (["encoder"] if several else []) + ["task", "metric", "baseline", "candidate", "Δ", "p"]
-    headers += (["p adj."] if corrected else []) + ["sentences/s", "rule", "verdict"]
+    headers = check_headers(several, corrected)
     rows = []
     for check in report.checks:
-        delta, p = _delta(check)
-        cells = [plain(check.candidate.encoder)] if several else []
-        cells += [
-            plain(check.label),
-            plain(check.baseline.main_metric),
-            _score(check.baseline.main_score, check.baseline_interval),
-            _score(check.candidate.main_score if check.candidate.ok else None, check.candidate_interval),
-            delta,
-            p,
-            *([_adjusted(check)] if corrected else []),
-            _throughput(check),
-            _rule(check),
-        ]
+        cells = check_cells(check, several, corrected, plain, plain)
         status = "fail" if not check.passed else "borderline" if check.borderline else "pass"
         rows.append({"cells": cells, "verdict": verdict(check).replace("**", ""), "status": status})
     drills = []
@@ -104,8 +91,8 @@ def render_gate_html(report: GateReport) -> str:
             headers=headers,
             numeric={"baseline", "candidate", "Δ", "p", "p adj."},
             rows=rows,
-            failures=[plain(f) for c in report.checks for f in c.failures] + [plain(f) for c in report.speed for f in c.failures],
-            notes=[plain(n) for c in report.checks for n in c.notes] + [plain(n) for c in report.speed for n in c.notes],
+            failures=[plain(f) for f in report.failures],
+            notes=[plain(n) for n in report.notes],
             speed=[{"status": "pass" if c.passed else "fail", "text": plain(c.description)} for c in report.speed],
             drills=drills,
             stamp=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -10,7 +10,7 @@ with their texts (escaped: pipes, HTML, line breaks) and both scores.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from evalkit.report.formats import code_md, escape_md, fmt_p
@@ -100,27 +100,13 @@ def render_gate(report: GateReport) -> str:
     if not several and report.pairs:
         base, cand = report.pairs[0]
         lines += [f"Baseline encoder {code_md(base)}, candidate encoder {code_md(cand)}.", ""]
-    head = (["encoder"] if several else []) + ["task", "metric", "baseline", "candidate", "Δ", "p"]
-    head += (["p adj."] if corrected else []) + ["sentences/s", "rule", "verdict"]
+    head = check_headers(several, corrected)
     lines += [
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---:" if h in {"baseline", "candidate", "Δ", "p", "p adj."} else "---" for h in head) + "|",
     ]
     for check in report.checks:
-        delta, p = _delta(check)
-        row = [escape_md(check.candidate.encoder)] if several else []
-        row += [
-            escape_md(check.label),
-            code_md(check.baseline.main_metric),
-            _score(check.baseline.main_score, check.baseline_interval),
-            _score(check.candidate.main_score if check.candidate.ok else None, check.candidate_interval),
-            delta,
-            p,
-            *([_adjusted(check)] if corrected else []),
-            _throughput(check),
-            _rule(check),
-            verdict(check),
-        ]
+        row = [*check_cells(check, several, corrected, escape_md, code_md), verdict(check)]
         lines.append("| " + " | ".join(row) + " |")
     failures = [f for c in report.checks for f in c.failures]
     notes = [n for c in report.checks for n in c.notes]
@@ -134,6 +120,29 @@ def render_gate(report: GateReport) -> str:
     if report.speed:
         lines += ["", render_speed_markdown(report.speed).rstrip("\n")]
     return "\n".join(lines) + "\n"
+
+
+def check_headers(several: bool, corrected: bool) -> list[str]:
+    """Columns of the checks table (Markdown and HTML alike); ``several``: more than one encoder pair."""
+    head = (["encoder"] if several else []) + ["task", "metric", "baseline", "candidate", "Δ", "p"]
+    return head + (["p adj."] if corrected else []) + ["sentences/s", "rule", "verdict"]
+
+
+def check_cells(check: Check, several: bool, corrected: bool, text: Callable[[str], str], code: Callable[[str], str]) -> list[str]:
+    """One check's cells before the verdict; ``text`` / ``code`` escape for the format (Markdown, or plain for Jinja2)."""
+    delta, p = _delta(check)
+    return [
+        *([text(check.candidate.encoder)] if several else []),
+        text(check.label),
+        code(check.baseline.main_metric),
+        _score(check.baseline.main_score, check.baseline_interval),
+        _score(check.candidate.main_score if check.candidate.ok else None, check.candidate_interval),
+        delta,
+        p,
+        *([_adjusted(check)] if corrected else []),
+        _throughput(check),
+        _rule(check),
+    ]
 
 
 def verdict(check: Check) -> str:
