@@ -139,7 +139,7 @@ def check_bounds(result: CellResult, adapter: Any, path: Path | str | None = Non
         if outside.size:
             first = int(outside[0])
             raise DataError(
-                f"{outside.size} per-unit value(s) outside [{low:g}, {high:g}], first at unit {first}: {array.flat[first]!r}",
+                f"{outside.size} per-unit value(s) outside [{low:g}, {high:g}], first at unit {first}: {float(array.flat[first])!r}",
                 path=path,
                 field=f"units.{key}",
                 hint="the file was edited or is corrupt; re-run this cell",

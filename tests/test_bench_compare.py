@@ -370,3 +370,24 @@ def test_a_spec_threads_option_runs_the_forward_passes_at_that_count_and_is_reco
     config = CompareConfig(rounds=4, warmup=1, repeats=1, memory_probes=0)
     result = compare(EncoderSpec.parse(MINILM), EncoderSpec.parse(f"{MINILM}&threads=1"), _short_texts(4), config)
     assert result.declared_threads == {"candidate": 1} and result.threads == before
+
+
+def test_a_comparison_is_not_written_into_an_encoders_folder(compared: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Readers take every .json in ``ROOT/<encoder>/`` for a cell: writing there would break the results folder."""
+    (encoder_folder,) = [p for p in compared.iterdir() if p.is_dir()]
+    code = main(["bench", "--compare", STATIC, STATIC, "--texts", "8", "--rounds", "4", "-o", str(encoder_folder)])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("evalkit: error:")]
+    assert code == 2 and len(lines) == 1 and "'-o'" in lines[0] and "Traceback" not in err
+    assert not list(encoder_folder.glob("speed-compare.*"))
+
+
+def test_memory_bytes_beyond_any_machine_are_refused_not_a_traceback(compared: Path, tmp_path: Path) -> None:
+    (path,) = comparison_files(compared)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    huge = {"growth": 1e308, "growth_low": 1e308, "growth_high": 1e308}
+    data["memory"] = {"kind": "rss", "baseline_bytes": [1], "candidate_bytes": [10**400], **huge}
+    (tmp_path / path.name).write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        speed_checks(SpeedRules(max_memory_growth=0.25), tmp_path)
+    assert info.value.field is not None and info.value.field.startswith("memory")

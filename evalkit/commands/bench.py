@@ -53,7 +53,7 @@ def register(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from evalkit.bench import BenchConfig, bench_result, bench_texts
+    from evalkit.bench import BenchConfig, bench_result
     from evalkit.encoders import check_spec, streams
     from evalkit.errors import EvalkitError
     from evalkit.results import ResultStore
@@ -68,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
         raise EvalkitError("give encoders to measure (-e SPEC, repeatable) or a pair to compare (--compare BASE_SPEC CAND_SPEC)")
     specs = list(dict.fromkeys(check_spec(s) for s in args.encoder))
     devices = list(dict.fromkeys(_resolve(d) for d in args.device))  # rows name the device that ran, never "auto"
-    texts = bench_texts(args.texts)
+    texts = sample(args.texts)
     store = ResultStore(args.output)
     rows = []
     for spec in specs:
@@ -90,7 +90,6 @@ def main(args: argparse.Namespace) -> int:
 
 def compare_main(args: argparse.Namespace) -> int:
     """``--compare BASE CAND``: every input checked before either model loads; one comparison file into ``-o``."""
-    from evalkit.bench import bench_texts
     from evalkit.encoders import check_spec
     from evalkit.errors import EvalkitError
     from evalkit.schemas.cli import CompareFlags, check_flags
@@ -107,11 +106,18 @@ def compare_main(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise EvalkitError("output folder is not a folder", path=output, field="-o")
+    if output.is_dir() and holds_cells(output):
+        raise EvalkitError(
+            "is an encoder's folder inside a results folder; the comparison belongs at the top of the results folder",
+            path=output,
+            field="-o",
+            hint=f"use -o {output.parent}",
+        )
     try:  # an unwritable folder is found now, not after the measurement
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EvalkitError(f"cannot create the output folder ({exc.strerror or exc})", path=output, field="-o") from None
-    texts = bench_texts(args.texts)
+    texts = sample(args.texts)
     config = CompareConfig(
         rounds=flags.rounds,
         warmup=args.warmup,
@@ -127,6 +133,29 @@ def compare_main(args: argparse.Namespace) -> int:
     print(render_comparison(result))
     print(f"speed comparison: {path} ({describe(result)})", file=sys.stderr)
     return 0
+
+
+def holds_cells(folder: Path) -> bool:
+    """Whether ``folder`` holds result files (an encoder's folder, ``ROOT/<encoder>/``), where readers take every .json for a cell."""
+    from evalkit.results import CellResult
+
+    for path in folder.glob("*.json"):
+        try:
+            CellResult.read(path)
+        except Exception:  # not a result file: anything else may sit beside one
+            continue
+        return True
+    return False
+
+
+def sample(requested: int) -> list[str]:
+    """The shipped bench texts; asking for more than it holds uses all of them, and says so."""
+    from evalkit.bench import bench_texts
+
+    texts = bench_texts(requested)
+    if requested > len(texts):
+        print(f"evalkit: warning: --texts {requested}: the shipped sample holds {len(texts)}; timing all of them", file=sys.stderr)
+    return texts
 
 
 def render_comparison(comparison: Any) -> str:

@@ -47,8 +47,8 @@ class MemoryComparison(Schema):
     """Each side's memory over ``probes`` fresh processes, and the growth of the candidate over the baseline."""
 
     kind: Name = Field(description="what was measured (e.g. peak RSS growth over load + encode in a fresh process)")
-    baseline_bytes: list[Annotated[int, Field(gt=0)]] = Field(min_length=1)
-    candidate_bytes: list[Annotated[int, Field(gt=0)]] = Field(min_length=1)
+    baseline_bytes: list[Annotated[int, Field(gt=0, le=2**63)]] = Field(min_length=1)  # bounded: ratios stay floats
+    candidate_bytes: list[Annotated[int, Field(gt=0, le=2**63)]] = Field(min_length=1)
     growth: Finite = Field(description="median candidate / median baseline − 1")
     growth_low: Finite = Field(description="smallest candidate / largest baseline − 1 (equal to growth for one probe)")
     growth_high: Finite = Field(description="largest candidate / smallest baseline − 1")
