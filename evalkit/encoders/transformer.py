@@ -102,6 +102,19 @@ def weights_identity(source: str, revision: str | None) -> str:
     return identity(source, revision)
 
 
+def _hub_kernels_default_on() -> bool:
+    """Whether this transformers swaps layers for Hub kernels unless told not to (5.x: ``use_kernels`` defaults on).
+
+    evalkit turns them off: a kernel fetched at load time would change the numbers with the network's
+    state, and kernelising a model built on the meta device (the runtimes' reuse path) raises.
+    Older releases have no ``use_kernels`` argument and load the plain layers anyway.
+    """
+    import transformers
+
+    # probing a third-party class: ``use_kernels`` became a property of PreTrainedModel with the default-on switch
+    return isinstance(getattr(transformers.PreTrainedModel, "use_kernels", None), property)
+
+
 def load_pretrained(loader: Callable[..., Any], opts: LoadOptions, *, weights: str | None = "direct", **kwargs: Any) -> Any:
     """Call a ``from_pretrained`` with evalkit's safety defaults and a clear offline error.
 
@@ -111,11 +124,13 @@ def load_pretrained(loader: Callable[..., Any], opts: LoadOptions, *, weights: s
     """
     if weights is not None:
         check_weights_format(opts.source, opts.allow_pickle)
-        if not opts.allow_pickle:
-            if weights == "direct":
-                kwargs["use_safetensors"] = True
-            else:
-                kwargs[weights] = {**kwargs.get(weights, {}), "use_safetensors": True}
+        pinned: dict[str, Any] = {} if opts.allow_pickle else {"use_safetensors": True}
+        if _hub_kernels_default_on():
+            pinned["use_kernels"] = False
+        if weights == "direct":
+            kwargs.update(pinned)
+        else:
+            kwargs[weights] = {**kwargs.get(weights, {}), **pinned}
     try:
         return loader(opts.source, revision=opts.revision, trust_remote_code=opts.trust_remote_code, **kwargs)
     except OSError as exc:
