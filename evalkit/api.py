@@ -221,6 +221,11 @@ class Results:
     def failed(self) -> tuple[CellResult, ...]:
         return tuple(c for c in self.cells if not c.ok)
 
+    @property
+    def kept(self) -> tuple[CellResult, ...]:
+        """Failed reruns whose earlier good result stayed in the folder (``details["kept"]`` names it; see ``warnings``)."""
+        return tuple(c for c in self.failed if isinstance(c.details.get("kept"), dict))
+
     def to_pandas(self) -> pd.DataFrame:
         """One row per cell: encoder, task, split, subset limit, main metric and score (× 1, as stored), interval, throughput, status."""
         import pandas as pd
@@ -247,6 +252,7 @@ class Results:
                     "device": speed.get("device"),
                     "status": cell.status,
                     "error": cell.error,
+                    "kept": (cell.details.get("kept") or {}).get("path") if not cell.ok else None,  # a failed rerun kept this file
                 }
             )
         return pd.DataFrame(rows)

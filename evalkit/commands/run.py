@@ -44,6 +44,7 @@ def main(args: argparse.Namespace) -> int:
     """The CLI face of :func:`evalkit.api.evaluate`: same validation, same executor, plus the printed table."""
     from evalkit.api import execute, prepare
     from evalkit.defaults import DEFAULT_ENCODERS, DEFAULT_TASKS
+    from evalkit.results.store import kept_note
     from evalkit.schemas.cli import RunFlags, check_flags
 
     check_flags(RunFlags, args)  # numeric flags within their ranges, before any model loads
@@ -71,6 +72,9 @@ def main(args: argparse.Namespace) -> int:
     )
     for result in results.failed:
         print(f"evalkit: cell failed: {result.encoder} × {result.task}: {result.error}", file=sys.stderr)
+        note = kept_note(result)
+        if note:  # the failed rerun did not replace the good result (ResultStore.commit)
+            print(f"evalkit: {result.encoder} × {result.task}: {note}", file=sys.stderr)
     if not args.no_report:
         from evalkit.commands.report import show
 
@@ -78,5 +82,6 @@ def main(args: argparse.Namespace) -> int:
             show(list(results.cells), args.output)
         except OSError as exc:  # disk full while writing the leaderboard: the cells are saved
             raise EvalkitError(f"cannot write the report ({exc.strerror or exc})", path=args.output) from None
-    print(f"results: {args.output}/ ({len(results.ok)} ok, {len(results.failed)} failed)", file=sys.stderr)
+    kept = f"; {len(results.kept)} earlier result(s) kept, not replaced by a failed rerun" if results.kept else ""
+    print(f"results: {args.output}/ ({len(results.ok)} ok, {len(results.failed)} failed{kept})", file=sys.stderr)
     return 1 if results.failed else 0

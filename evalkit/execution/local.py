@@ -62,7 +62,7 @@ def run_local(
         last = i == len(groups) - 1  # nothing loads after it: the caller's collector (or the exit) frees it
         for result in run_group(group, status=bar.set_postfix_str, cache=cache, release=not last):
             faultpoint("cell.evaluated")
-            store.write(result)
+            result = store.commit(result)  # a failed rerun keeps the good result it was meant to replace
             results.append(result)
             bar.update()
     bar.close()

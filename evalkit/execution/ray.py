@@ -204,8 +204,7 @@ def run_ray(
     bar = tqdm(total=len(cells), initial=len(results), desc="cells", unit="cell", disable=not progress, file=sys.stderr)
 
     def finish(result: CellResult) -> None:
-        store.write(result)
-        results.append(result)
+        results.append(store.commit(result))  # a failed rerun keeps the good result it was meant to replace
         bar.update()
 
     try:

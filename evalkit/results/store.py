@@ -252,6 +252,22 @@ class ResultStore:
             ) from None
         return path
 
+    def commit(self, result: CellResult) -> CellResult:
+        """Write a fresh result, unless it failed where a good result of the same cell is stored: that one is kept.
+
+        A rerun (``--overwrite``, or a changed configuration) that fails must not destroy
+        the result it was meant to replace. The failed attempt is returned, not written,
+        with ``details["kept"]`` (the kept file, its score and date) and a warning saying
+        so; the caller reports both. Every other result is written (:meth:`write`).
+        """
+        if not result.ok:
+            path = self.path_for(result.encoder, result.task, result.split, limit_of(result))
+            existing = self._read(path)
+            if existing is not None and existing.ok and identity_of(existing) == identity_of(result):
+                return with_kept(result, existing, path)
+        self.write(result)
+        return result
+
     def check_identities(self, cells: Sequence[C]) -> list[C]:
         """The distinct cells, after refusing (before any model loads) any two that would share a file.
 
@@ -327,6 +343,28 @@ class ResultStore:
             raise DataError("results folder does not exist", path=self.root)
         results = [r for r in self if include_failed or r.ok]
         return results
+
+
+def with_kept(failed: CellResult, kept: CellResult, path: Path) -> CellResult:
+    """The failed attempt, marked with the earlier good result that stays in ``path``."""
+    same = kept.config_hash == failed.config_hash
+    score = "none" if kept.main_score is None else f"{kept.main_metric} {kept.main_score:.4f}"
+    note = (
+        f"this rerun failed, so the earlier result in {path} ({score}, {kept.created_at}"
+        f"{'' if same else ', of another configuration'}) was kept, not replaced"
+    )
+    details = {
+        **failed.details,
+        "kept": {"path": str(path), "main_score": kept.main_score, "created_at": kept.created_at, "same_config": same},
+    }
+    return failed.replace(details=details, warnings=[*failed.warnings, note])
+
+
+def kept_note(result: CellResult) -> str | None:
+    """The warning :meth:`ResultStore.commit` added to a failed attempt whose earlier result was kept (None otherwise)."""
+    if result.ok or not isinstance(result.details.get("kept"), dict):
+        return None
+    return next((w for w in reversed(result.warnings) if w.startswith("this rerun failed, so the earlier result")), None)
 
 
 def _ident(cell: CellLike) -> Identity:

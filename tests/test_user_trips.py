@@ -1,0 +1,84 @@
+"""What a new user tripped on (issue 17 item 5, issue 19 item 9), each as they met it: real runs, real files, no mocks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import evalkit
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def evalkit_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, cwd=REPO, timeout=300, env={**os.environ, **(env or {})}
+    )
+
+
+@pytest.fixture
+def model_copy(tiny_bert: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny BERT, so a test may break its weights."""
+    return Path(shutil.copytree(tiny_bert, tmp_path / "model"))
+
+
+def break_weights(folder: Path) -> None:
+    """Garbage in place of the weights: the model folder is still there, but loading it fails (a failed cell)."""
+    weights = folder / "model.safetensors"
+    assert weights.is_file()
+    weights.write_bytes(b"not a safetensors file" * 100)
+
+
+# 1. --overwrite: a rerun that fails keeps the good result it was meant to replace, and says so.
+
+
+def test_a_failed_overwrite_keeps_the_good_result_and_says_why(model_copy: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    spec = f"hf:{model_copy}"
+    args = ("run", "-e", spec, "-t", "STSBenchmark", "--limit", "40", "-o", str(out), "--no-progress", "--no-cache")
+    first = evalkit_cli(*args)
+    assert first.returncode == 0, first.stderr
+    (path,) = out.glob("*/STSBenchmark.test@limit40.json")
+    good = path.read_bytes()
+    assert json.loads(good)["status"] == "ok"
+
+    break_weights(model_copy)
+    again = evalkit_cli(*args, "--overwrite")
+    assert again.returncode == 1, again.stderr
+    assert "Traceback" not in again.stderr
+    assert path.read_bytes() == good  # the good result is still there, byte for byte
+    failed_line = next(line for line in again.stderr.splitlines() if "cell failed" in line)
+    assert "STSBenchmark" in failed_line and len(failed_line) > len("evalkit: cell failed: ")  # the failed attempt's reason
+    assert any("was kept, not replaced" in line and str(path) in line for line in again.stderr.splitlines()), again.stderr
+    assert "1 earlier result(s) kept" in again.stderr  # the run summary
+
+    report = evalkit_cli("report", str(out), "-o", "-", "-f", "json")
+    assert report.returncode == 0, report.stderr  # the folder still reports the good score
+
+
+def test_a_failed_overwrite_from_the_api_keeps_the_file_and_tells(model_copy: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    spec = f"hf:{model_copy}"
+    first = evalkit.evaluate([spec], ["STSBenchmark"], output=out, limit=40, progress=False, cache=False)
+    assert not first.failed
+    (path,) = out.glob("*/STSBenchmark.test@limit40.json")
+    good = path.read_bytes()
+
+    break_weights(model_copy)
+    again = evalkit.evaluate([spec], ["STSBenchmark"], output=out, limit=40, progress=False, cache=False, overwrite=True)
+    assert path.read_bytes() == good
+    (attempt,) = again.failed
+    assert again.kept == (attempt,)
+    assert attempt.error  # why the rerun failed
+    assert attempt.details["kept"]["path"] == str(path)
+    assert any("was kept, not replaced" in w for w in attempt.warnings)
+    frame = again.to_pandas()
+    assert frame.loc[0, "kept"] == str(path) and frame.loc[0, "status"] == "failed"
