@@ -258,13 +258,13 @@ class Results:
         return pd.DataFrame(rows)
 
     def board(self) -> Any:
-        """The :class:`~evalkit.report.table.Leaderboard` every rendering uses (stored intervals, no ranks)."""
-        from evalkit.report.table import build
+        """The :class:`~evalkit.report.table.Leaderboard` every rendering uses: ``evalkit report``'s, tie-aware ranks included."""
+        from evalkit.report.table import report_board
 
-        return build(list(self.ok), ranks=False)
+        return report_board(list(self.ok))
 
     def leaderboard(self) -> pd.DataFrame:
-        """The table ``evalkit run`` prints, as a DataFrame (one row per encoder, best mean first)."""
+        """The table ``evalkit report`` prints for these results, as a DataFrame (one row per encoder, ranked, best first)."""
         import pandas as pd
 
         from evalkit.report.formats import headers, rows
@@ -292,12 +292,18 @@ class Results:
         return run_gate(base, list(self.cells), loaded, match, base_root or Path("baseline"), self.folder or Path("candidate"))
 
     def save(self, folder: str | Path) -> Path:
-        """Write every cell as a result file under ``folder`` (the format ``evalkit report`` / ``gate`` read)."""
+        """Write every cell as a result file under ``folder`` (the format ``evalkit report`` / ``gate`` read).
+
+        Holds the folder's lock while writing, as a run does: a folder a running ``evalkit run``
+        holds is refused with one line naming that run (:class:`~evalkit.execution.lock.ResultsBusyError`).
+        """
+        from evalkit.execution.lock import ResultsLock
         from evalkit.results import ResultStore
 
         store = ResultStore(Path(folder))
-        for cell in self.cells:
-            store.write(cell)
+        with ResultsLock(folder):
+            for cell in self.cells:
+                store.commit(cell)  # a failed attempt never replaces a good result of its cell
         return Path(folder)
 
 

@@ -82,3 +82,58 @@ def test_a_failed_overwrite_from_the_api_keeps_the_file_and_tells(model_copy: Pa
     assert any("was kept, not replaced" in w for w in attempt.warnings)
     frame = again.to_pandas()
     assert frame.loc[0, "kept"] == str(path) and frame.loc[0, "status"] == "failed"
+
+
+# 3. One leaderboard, one answer: Results.leaderboard() ranks as `evalkit report` does on the saved folder.
+
+
+def test_the_api_leaderboard_ranks_as_the_report_of_the_saved_folder(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    specs = ["sbert:all-MiniLM-L6-v2", "tfidf:lexical", "static:tokenlearn-static"]
+    results = evalkit.evaluate(specs, ["STSBenchmark"], limit=300, progress=False)
+    assert not results.failed
+    board = results.leaderboard()
+    ranks = {encoder: int(rank) for encoder, rank in board["rank"].items() if rank != "–"}
+    assert set(ranks) == set(specs), board  # every encoder ranked, none shown as –
+    assert ranks["sbert:all-MiniLM-L6-v2"] == 1
+
+    saved = results.save(tmp_path / "saved")
+    report = evalkit_cli("report", str(saved), "-o", "-", "-f", "csv")
+    assert report.returncode == 0, report.stderr
+    rows = list(csv.DictReader(io.StringIO(report.stdout)))
+    assert {row["encoder"]: int(float(row["rank"])) for row in rows} == ranks
+    assert list(board.index) == [row["encoder"] for row in rows]  # the same order too
+
+
+# 5. Results.save() into a folder a running `evalkit run` holds: refused, naming the holder.
+
+HOLD = """
+import sys
+from evalkit.execution.lock import ResultsLock
+lock = ResultsLock(sys.argv[1])
+lock.acquire()
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_save_refuses_a_folder_locked_by_a_running_run(tmp_path: Path) -> None:
+    from evalkit.errors import EvalkitError
+
+    results = evalkit.evaluate(["tfidf:lexical"], ["STSBenchmark"], limit=50, progress=False)
+    folder = tmp_path / "busy"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(EvalkitError) as caught:
+            results.save(folder)
+        message = caught.value.render()
+        assert "\n" not in message
+        assert f"pid {holder.pid}" in message and "in use by another evalkit run" in message
+        assert not list(folder.glob("*/*.json"))  # nothing was written
+    finally:
+        holder.communicate("", timeout=30)
+    assert results.save(folder) == folder  # once the run is over, saving works
+    assert len(list(folder.glob("*/*.json"))) == 1

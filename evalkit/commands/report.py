@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
     from evalkit.reading import load_results
     from evalkit.report.formats import render_terminal
     from evalkit.report.outputs import render, write_reports
-    from evalkit.report.table import build
+    from evalkit.report.table import report_board
     from evalkit.schemas.cli import ReportFlags, check_flags
     from evalkit.stats import Bootstrap
 
@@ -61,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
     if not results:
         raise EvalkitError("no successful results found", path=args.results, hint="run `evalkit run -o DIR` first")
     baseline = load_results(args.baseline, what="baseline") if args.baseline else []
-    board = build(results, config=config, alpha=checked.alpha, baseline=baseline)
+    board = report_board(results, config=config, alpha=checked.alpha, baseline=baseline)  # the one Results.leaderboard() builds
     formats = list(dict.fromkeys(args.format or ["md", "csv"]))
     if args.output == "-":
         if len(formats) != 1:

@@ -153,4 +153,6 @@ def _describe(fd: int) -> str:
         info = {}
     if not isinstance(info, dict) or "pid" not in info:
         return "holder unknown"
-    return f"pid {info['pid']} on {info.get('host', '?')}, since {info.get('since', '?')}"
+    command = info.get("command")
+    running = f": {str(command)[:200]}" if command else ""  # escaped to one line by EvalkitError
+    return f"pid {info['pid']} on {info.get('host', '?')}, since {info.get('since', '?')}{running}"

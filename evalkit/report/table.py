@@ -223,6 +223,17 @@ def build(
     return board
 
 
+def report_board(
+    results: Sequence[CellResult], *, config: Bootstrap | None = None, alpha: float = 0.05, baseline: Sequence[CellResult] = ()
+) -> Leaderboard:
+    """The one ranked leaderboard of a set of results: what ``evalkit report`` renders and ``Results.leaderboard()`` returns.
+
+    Intervals and tie-aware ranks from the units' bootstrap replicates; failed cells left out.
+    Both faces call this, so a saved folder and the run that wrote it give one answer.
+    """
+    return build([r for r in results if r.ok], config=config, alpha=alpha, ranks=True, baseline=baseline)
+
+
 def _stored(result: CellResult, config: Bootstrap) -> Any:
     """The interval stored in the file, without recomputing anything (quick tables)."""
     from evalkit.stats import Interval
