@@ -71,6 +71,10 @@ def prepare(
 
     if executor not in EXECUTORS:
         raise EvalkitError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}", field="executor")
+    if executor == "ray":  # before any data is read: a missing extra is one line naming it
+        from evalkit.extras import optional_import
+
+        optional_import("ray")
     streams.configured()  # a malformed EVALKIT_CPU_STREAMS is exit 2 before any model loads
     limit = subset.check_limit(limit)
     specs: list[EncoderSpec] = []

@@ -54,6 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvalkitError as exc:
         print(f"evalkit: error: {exc.render()}", file=sys.stderr)
         return USAGE_EXIT_CODE
+    except ModuleNotFoundError as exc:  # an optional extra imported without evalkit.extras: still one line naming it
+        from evalkit.extras import missing_extra
+
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        print(f"evalkit: error: {missing.render()}", file=sys.stderr)
+        return USAGE_EXIT_CODE
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM raised as Terminated
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         print(f"evalkit: {what}; finished cells are saved, re-run the same command to resume", file=sys.stderr)

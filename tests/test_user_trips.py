@@ -137,3 +137,61 @@ def test_save_refuses_a_folder_locked_by_a_running_run(tmp_path: Path) -> None:
         holder.communicate("", timeout=30)
     assert results.save(folder) == folder  # once the run is over, saving works
     assert len(list(folder.glob("*/*.json"))) == 1
+
+
+# 2. A missing optional extra is one line naming it, exit 2 — with the package really unimportable.
+
+WITHOUT = """
+import importlib.abc, sys
+BLOCKED = set(sys.argv[1].split(","))
+class Uninstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, Uninstalled())
+sys.argv = ["evalkit", *sys.argv[2:]]
+from evalkit.cli import entrypoint
+entrypoint()
+"""
+
+
+def evalkit_without(modules: str, *args: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT, modules, *args], capture_output=True, text=True, cwd=REPO, timeout=300, env=dict(os.environ)
+    )
+
+
+def test_html_report_without_matplotlib_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    folder = REPO / "results" / "examples" / "pooling"
+    result = evalkit_without("matplotlib", "report", str(folder), "-f", "html", "-o", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr  # one line, no traceback
+    assert result.stderr.startswith("evalkit: error: matplotlib is not installed")
+    assert "pip install 'evalkit[report]'" in result.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())  # nothing half-written
+    assert evalkit_without("matplotlib", "report", str(folder), "-f", "md", "-o", str(tmp_path / "md")).returncode == 0  # md needs none
+
+
+def test_ray_executor_without_ray_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    args = ("run", "--executor", "ray", "-e", "tfidf:lexical", "-t", "STSBenchmark", "--limit", "20", "-o", str(tmp_path), "--no-progress")
+    result = evalkit_without("ray", *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr  # refused before any task data is read
+    assert "ray is not installed" in result.stderr and "pip install 'evalkit[ray]'" in result.stderr
+
+
+def test_onnx_backend_without_onnxruntime_fails_its_cell_naming_the_extra(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = evalkit_without(
+        "onnxruntime,openvino", "run", "-e", "onnx:all-MiniLM-L6-v2", "-t", "STSBenchmark", "--limit", "20", "-o", str(out), "--no-progress"
+    )
+    assert "Traceback" not in result.stderr
+    assert result.returncode in (1, 2), result.stderr
+    lines = [line for line in result.stderr.splitlines() if "evalkit[runtimes]" in line]
+    assert lines and all("onnxruntime is not installed" in line for line in lines), result.stderr
+    for path in out.glob("*/*.json"):
+        error = json.loads(path.read_text())["error"]
+        assert error.startswith("onnxruntime is not installed") and "\n" not in error and "pip install 'evalkit[runtimes]'" in error

@@ -63,6 +63,10 @@ def main(args: argparse.Namespace) -> int:
     baseline = load_results(args.baseline, what="baseline") if args.baseline else []
     board = report_board(results, config=config, alpha=checked.alpha, baseline=baseline)  # the one Results.leaderboard() builds
     formats = list(dict.fromkeys(args.format or ["md", "csv"]))
+    if "html" in formats:  # before anything is printed or written: the figures need the report extra
+        from evalkit.extras import optional_import
+
+        optional_import("matplotlib")
     if args.output == "-":
         if len(formats) != 1:
             raise EvalkitError("-o - writes one format to stdout; choose it with --format", field="--output")

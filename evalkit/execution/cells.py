@@ -249,6 +249,9 @@ def failed(
     throughput: Mapping[str, Any] | None = None,
 ) -> CellResult:
     """A 'failed' result: the error, the cell's identity, and (``scores``) any metrics that were defined, as details."""
+    from evalkit.extras import missing_extra
+
+    exc = missing_extra(exc) or exc  # a missing optional extra (onnxruntime, openvino): one line naming it
     message = exc.render() if isinstance(exc, EvalkitError) else f"{type(exc).__name__}: {exc}"
     detail = "" if isinstance(exc, EvalkitError) else traceback.format_exc(limit=8)
     message, detail = _writable(message), _writable(detail)  # an exception's text may hold lone surrogates

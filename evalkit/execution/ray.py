@@ -27,6 +27,7 @@ from evalkit.encoders.base import CorpusFitted, Encoder, EncoderWrapper, Role
 from evalkit.errors import EvalkitError, SpecError
 from evalkit.execution.cells import Cell, failed
 from evalkit.execution.local import pending, run_group, sharing_groups
+from evalkit.extras import optional_import
 from evalkit.results.schema import CellResult
 from evalkit.results.store import ResultStore
 from evalkit.spec import EncoderSpec
@@ -99,7 +100,7 @@ class ShardedEncoder(EncoderWrapper):
         texts = list(texts)
         if len(texts) <= self.shard_size:
             return self.inner.encode(texts, role)
-        import ray
+        ray: Any = optional_import("ray")
 
         bounds = [(start, min(start + self.shard_size, len(texts))) for start in range(0, len(texts), self.shard_size)]
         remote = _shard_function().options(max_retries=0, **self.resources)
@@ -146,7 +147,7 @@ def _encode_shard(spec: str, texts: list[str], role: Role | None) -> np.ndarray:
 def _shard_function() -> Any:
     global _SHARD_FUNCTION
     if _SHARD_FUNCTION is None:
-        import ray
+        ray: Any = optional_import("ray")
 
         _SHARD_FUNCTION = ray.remote(_encode_shard)
     return _SHARD_FUNCTION
@@ -154,10 +155,7 @@ def _shard_function() -> Any:
 
 def connect(address: str | None, num_cpus: int | None = None) -> bool:
     """Join (``address``) or start a Ray cluster; True when this call started it and so must shut it down."""
-    try:
-        import ray
-    except ImportError:
-        raise EvalkitError("the Ray executor needs Ray", hint="pip install 'evalkit[ray]', or use --executor local") from None
+    ray: Any = optional_import("ray")  # missing: one line naming evalkit[ray]
     if ray.is_initialized():
         return False
     try:
@@ -199,7 +197,7 @@ def run_ray(
     if not todo:
         return results
     started = connect(address, num_cpus)
-    import ray
+    ray: Any = optional_import("ray")
 
     bar = tqdm(total=len(cells), initial=len(results), desc="cells", unit="cell", disable=not progress, file=sys.stderr)
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from evalkit.extras import optional_import
 from evalkit.report.table import MEAN, Leaderboard
 from evalkit.schemas.options import PRECISIONS, TRANSFORM_FIELDS
 from evalkit.spec import EncoderSpec
@@ -41,9 +42,9 @@ def _png(fig: object) -> bytes:
 
 
 def _figure(width: float, height: float) -> object:
-    from matplotlib.figure import Figure
+    figure = optional_import("matplotlib.figure")  # the report extra: one line naming it when missing
 
-    return Figure(figsize=(width, height))  # savefig(bbox_inches="tight") makes room for long labels
+    return figure.Figure(figsize=(width, height))  # savefig(bbox_inches="tight") makes room for long labels
 
 
 def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
