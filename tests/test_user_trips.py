@@ -195,3 +195,45 @@ def test_onnx_backend_without_onnxruntime_fails_its_cell_naming_the_extra(tmp_pa
     for path in out.glob("*/*.json"):
         error = json.loads(path.read_text())["error"]
         assert error.startswith("onnxruntime is not installed") and "\n" not in error and "pip install 'evalkit[runtimes]'" in error
+
+
+# 4. The HTML report: equal points share one label; an untimed (cached) encoder is named under the throughput plot.
+
+
+def test_points_at_one_place_share_one_label_in_quality_vs_size() -> None:
+    from evalkit.report import plots
+
+    base = "sbert:all-MiniLM-L6-v2"
+    specs = [base, f"{base}?precision=binary", f"{base}?precision=ubinary", f"{base}?precision=int8"]
+    results = evalkit.evaluate(specs, ["STSBenchmark"], limit=200, progress=False)
+    assert not results.failed
+    board = results.board()
+    encoders, x, y = plots.plotted(board, "bytes_per_vector")
+    same = {f"{base}?precision=binary", f"{base}?precision=ubinary"}
+    assert board.score.loc[sorted(same), "Mean"].nunique() == 1  # the same bits, the same score, the same 48 bytes
+    labels = plots.point_labels(encoders, x, y)
+    places = [(x[i], round(y[i], 2)) for i, _ in labels]
+    assert len(places) == len(set(places)) == 3  # one label per place, not one per encoder
+    (stacked,) = [text for _, text in labels if "\n" in text]
+    assert set(stacked.split("\n")) == same
+    assert plots.quality_vs_bytes(board) is not None
+
+
+def test_an_untimed_cached_encoder_is_named_under_the_throughput_plot(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    static = "static:tokenlearn-static"
+    evalkit.evaluate([static], ["STSBenchmark"], limit=200, progress=False, cache_dir=cache)  # fills the cache
+    again = evalkit.evaluate([static, "tfidf:lexical"], ["STSBenchmark"], limit=200, progress=False, cache_dir=cache)
+    assert not again.failed
+    board = again.board()
+    assert board.throughput["sentences_per_second"].isna()[static]  # served from the cache: nothing was timed
+
+    folder = again.save(tmp_path / "saved")
+    report = evalkit_cli("report", str(folder), "-f", "html", "-o", str(tmp_path / "html"))
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "html" / "leaderboard.html").read_text(encoding="utf-8")
+    start = page.index('id="fig-quality-throughput-left-out"')
+    note = page[start : page.index("</p>", start)]
+    assert static in note and "embedding cache" in note and "--no-cache" in note
+    assert "tfidf:lexical" not in note  # the timed one is drawn, not listed
+    assert 'id="fig-quality-throughput"' in page

@@ -17,7 +17,7 @@ import markupsafe
 import pandas as pd
 
 from evalkit.report.formats import fmt_cell, fmt_p, fmt_rate, headers, note
-from evalkit.report.plots import FIGURES
+from evalkit.report.plots import FIGURES, left_out_of_throughput
 from evalkit.report.table import Leaderboard
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -76,12 +76,18 @@ def baseline_rows(board: Leaderboard) -> list[dict[str, Any]]:
     ]
 
 
+NOTES = {"quality-throughput": left_out_of_throughput}
+"""Figures that may leave encoders out, and the sentence saying which and why (under the figure, or alone if none is drawn)."""
+
+
 def figures(board: Leaderboard) -> list[dict[str, str]]:
     out = []
     for name, caption, draw in FIGURES:
         png = draw(board)
-        if png is not None:
-            out.append({"name": name, "caption": caption, "data": base64.b64encode(png).decode("ascii")})
+        note = NOTES[name](board) if name in NOTES else ""
+        if png is not None or note:
+            data = "" if png is None else base64.b64encode(png).decode("ascii")
+            out.append({"name": name, "caption": caption, "data": data, "note": note})
     return out
 
 

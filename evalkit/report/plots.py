@@ -68,12 +68,54 @@ def _errors(board: Leaderboard, encoders: Sequence[str], column: str) -> np.ndar
     return err
 
 
+def point_labels(encoders: Sequence[str], x: Sequence[float], y: Sequence[float]) -> list[tuple[int, str]]:
+    """(point drawn at, label) per place: encoders at one place (same x, same score to the 0.01 shown) share one stacked label.
+
+    One label per encoder printed the names of points with equal coordinates on top of each other.
+    """
+    places: dict[tuple[float, float], list[int]] = {}
+    for i in range(len(encoders)):
+        places.setdefault((float(x[i]), round(float(y[i]), 2)), []).append(i)
+    return [(members[0], "\n".join(_text(encoders[k]) for k in members)) for members in places.values()]
+
+
+def _label(ax: object, encoders: Sequence[str], x: np.ndarray, y: np.ndarray) -> None:
+    for i, text in point_labels(encoders, x, y):
+        ax.annotate(text, (x[i], y[i]), textcoords="offset points", xytext=(6, 5), fontsize=7.5, va="bottom")  # type: ignore[attr-defined]
+
+
+def plotted(board: Leaderboard, axis: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The encoders a quality-vs-``axis`` plot draws (``axis``: a throughput column), with their x and y."""
+    data = pd.DataFrame({"quality": board.score[MEAN], "x": board.throughput[axis]}).dropna()
+    return list(data.index), data["x"].to_numpy(float), data["quality"].to_numpy(float)
+
+
+def left_out_of_throughput(board: Leaderboard) -> str:
+    """The encoders the quality-vs-throughput plot cannot show, and why ('' when it shows them all)."""
+    if board.empty:
+        return ""
+    speed = board.throughput["sentences_per_second"]
+    quality = board.score[MEAN]
+    untimed = [e for e in board.encoders if pd.isna(speed[e]) and not pd.isna(quality[e]) and board.origin[e] == "evalkit"]
+    imported = [e for e in board.encoders if pd.isna(speed[e]) and not pd.isna(quality[e]) and board.origin[e] != "evalkit"]
+    no_mean = [e for e in board.encoders if pd.isna(quality[e])]
+    parts = []
+    if untimed:
+        parts.append(
+            f"{', '.join(untimed)}: no throughput measured (nothing was encoded: the vectors came from the embedding cache; "
+            "`evalkit run --no-cache` times them)"
+        )
+    if imported:
+        parts.append(f"{', '.join(imported)}: imported results carry no throughput")
+    if no_mean:
+        parts.append(f"{', '.join(no_mean)}: no {MEAN} (not scored on every task)")
+    return ("Not in this plot — " + "; ".join(parts) + ".") if parts else ""
+
+
 def quality_vs_throughput(board: Leaderboard) -> bytes | None:
-    data = pd.DataFrame({"quality": board.score[MEAN], "speed": board.throughput["sentences_per_second"]}).dropna()
-    if data.empty:
+    encoders, x, y = plotted(board, "sentences_per_second")
+    if not encoders:
         return None
-    encoders = list(data.index)
-    x, y = data["speed"].to_numpy(float), data["quality"].to_numpy(float)
     front = pareto_front(list(x), list(y))
     fig = _figure(7.5, 4.6)
     ax = fig.add_subplot()  # type: ignore[attr-defined]
@@ -81,8 +123,7 @@ def quality_vs_throughput(board: Leaderboard) -> bytes | None:
     ax.errorbar(x, y, yerr=err, fmt="o", color="#8C8C8C", ecolor="#BBBBBB", capsize=3, label="encoder", zorder=2)
     # the best quality at ≥ t sentences/s, a staircase that drops just past each front point
     ax.plot(x[front], y[front], "-o", color="#C44E52", drawstyle="steps-pre", lw=1.5, ms=8, label="Pareto front", zorder=3)
-    for i, name in enumerate(encoders):
-        ax.annotate(_text(name), (x[i], y[i]), textcoords="offset points", xytext=(6, 5), fontsize=7.5)
+    _label(ax, encoders, x, y)
     if x.max() / max(x.min(), 1e-9) > 20:
         ax.set_xscale("log")
     ax.set_xlabel("throughput (sentences / second, encoding)")
@@ -95,11 +136,9 @@ def quality_vs_throughput(board: Leaderboard) -> bytes | None:
 
 def quality_vs_bytes(board: Leaderboard) -> bytes | None:
     """Quality against the stored size of one vector (log scale); drawn when the encoders differ in size."""
-    data = pd.DataFrame({"quality": board.score[MEAN], "bytes": board.throughput["bytes_per_vector"]}).dropna()
-    if len(data) < 2 or data["bytes"].nunique() < 2:
+    encoders, x, y = plotted(board, "bytes_per_vector")
+    if len(encoders) < 2 or len(set(x)) < 2:
         return None
-    encoders = list(data.index)
-    x, y = data["bytes"].to_numpy(float), data["quality"].to_numpy(float)
     front = sorted(pareto_front(list(-x), list(y)), key=lambda i: x[i])  # fewer bytes is better
     fig = _figure(7.5, 4.6)
     ax = fig.add_subplot()  # type: ignore[attr-defined]
@@ -107,8 +146,7 @@ def quality_vs_bytes(board: Leaderboard) -> bytes | None:
     ax.errorbar(x, y, yerr=err, fmt="o", color="#8C8C8C", ecolor="#BBBBBB", capsize=3, label="encoder", zorder=2)
     # the best quality within ≤ b bytes, a staircase that rises only at the next front point
     ax.plot(x[front], y[front], "-o", color="#C44E52", drawstyle="steps-post", lw=1.5, ms=8, label="Pareto front", zorder=3)
-    for i, name in enumerate(encoders):
-        ax.annotate(_text(name), (x[i], y[i]), textcoords="offset points", xytext=(6, 5), fontsize=7.5)
+    _label(ax, encoders, x, y)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("bytes per stored vector (log scale)")
     ax.set_ylabel(f"{MEAN} main score × 100")
