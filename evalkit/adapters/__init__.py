@@ -5,7 +5,7 @@ Third parties add task types through the ``evalkit.adapters`` entry-point group.
 
 from __future__ import annotations
 
-from evalkit.adapters.base import Adapter, TaskOutcome
+from evalkit.adapters.base import Adapter, TaskAdapter, TaskOutcome, checked_adapter
 from evalkit.registry import Registry, provides
 
 ADAPTERS: Registry[type[Adapter]] = Registry(
@@ -21,7 +21,9 @@ ADAPTERS.register_lazy("clustering", "evalkit.adapters.clustering:ClusteringAdap
 
 
 def adapter_for(task_type: str) -> Adapter:
-    return ADAPTERS.get(task_type)()
+    """An instance of the task type's adapter; its ``evaluate`` always checks every vector (:class:`TaskAdapter`)."""
+    adapter: Adapter = checked_adapter(ADAPTERS.get(task_type)())
+    return adapter
 
 
-__all__ = ["ADAPTERS", "Adapter", "TaskOutcome", "adapter_for"]
+__all__ = ["ADAPTERS", "Adapter", "TaskAdapter", "TaskOutcome", "adapter_for"]

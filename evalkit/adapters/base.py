@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import math
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -11,8 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
-from evalkit.encoders.base import CorpusFitted, Encoder, Role
-from evalkit.errors import DataError
+from evalkit.encoders.base import CorpusFitted, Encoder, EncoderWrapper, Role
+from evalkit.errors import DataError, EvalkitError
 from evalkit.schemas.base import Schema
 from evalkit.schemas.task import NoSettings
 
@@ -64,6 +67,170 @@ class Adapter(Protocol):
     def score_units(self, units: Mapping[str, Any], index: np.ndarray) -> float:
         """The main score recomputed on a resample of the units (``index`` into them): bootstrap intervals."""
         ...
+
+
+# ---- every vector an adapter scores: finite, and on a scale float32 arithmetic can score ----------
+RESCALE_BELOW, RESCALE_ABOVE = 2.0**-16, 2.0**32
+"""A scale-invariant task's vectors whose largest magnitude leaves this range are scaled by a power of two (exact)."""
+FLOAT32_LIMIT = 2.0**48
+"""Largest magnitude scored without rescaling: squared norms of float32 vectors stay far below float32's maximum (2**128)."""
+
+
+class VectorCheck(EncoderWrapper):
+    """The encoder as an adapter sees it: every ``encode`` result checked, then handed over as float32.
+
+    Built by :class:`TaskAdapter` around the encoder of each ``evaluate`` call, so no task
+    type can score a vector that did not pass here. A NaN or infinite value is an
+    EvalkitError naming the encoder (the encoder is at fault, not the task's data).
+    Finite vectors too large or too small for float32 arithmetic (squares that overflow,
+    norms read as zero) are, for a task type whose every metric is scale-invariant
+    (cosine, correlations, rankings, k-means), multiplied by one power of two fixed by
+    the first call of the evaluation: exact, so every score equals that of the vectors at
+    a float32-friendly scale, and said in the result's warnings. A task type that is not
+    scale-invariant (a classifier's regularisation depends on scale) gets them unchanged,
+    or a refusal when float32 cannot hold them.
+    """
+
+    def __init__(self, inner: Encoder, task_type: str, scale_invariant: bool) -> None:
+        super().__init__(inner)
+        self.task_type = task_type
+        self.scale_invariant = scale_invariant
+        self.exponent: int | None = None  # vectors are multiplied by 2**-exponent; fixed at the first non-zero call
+        self.peak = 0.0
+
+    def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
+        return self.check(self.inner.encode(texts, role), texts)
+
+    def _refuse(self, message: str, hint: str) -> EvalkitError:
+        return EvalkitError(f"encoder {self.spec} {message}"[:400], hint=hint)
+
+    def check(self, raw: object, texts: Sequence[str]) -> np.ndarray:
+        try:
+            vectors = np.asarray(raw)
+        except Exception as exc:  # an object numpy cannot read as an array
+            raise self._refuse(
+                f"returned {type(raw).__name__}, not an array of vectors ({exc})", "encode() must return (n, dim) numbers"
+            ) from None
+        if vectors.dtype.kind not in "fiu" or vectors.ndim != 2 or vectors.shape[0] != len(texts):
+            raise self._refuse(
+                f"returned an array of {vectors.dtype} with shape {vectors.shape} for {len(texts)} texts",
+                "encode() must return one row of numbers per text: shape (n, dim)",
+            )
+        if vectors.dtype.kind != "f":
+            vectors = vectors.astype(np.float64)
+        bad = ~np.isfinite(vectors).all(axis=1)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            kinds = " and ".join(k for k, f in (("NaN", np.isnan), ("infinite", np.isinf)) if f(vectors[bad]).any())
+            raise self._refuse(
+                f"returned {int(bad.sum())} of {len(texts)} vectors with {kinds} values (first: text {texts[first][:60]!r})",
+                "the encoder is at fault, not the task's data: check the model's weights and dtype (an overflow in float16), "
+                "or a division by a zero norm; values beyond float32's range (3.4e38) read as infinite too",
+            )
+        peak = float(np.max(np.abs(vectors))) if vectors.size else 0.0
+        if peak == 0.0:  # every vector zero (blank texts): nothing to scale
+            return np.asarray(vectors, dtype=np.float32)
+        if self.exponent is None:
+            rescale = self.scale_invariant and not RESCALE_BELOW <= peak <= RESCALE_ABOVE
+            self.exponent = math.frexp(peak)[1] if rescale else 0
+        scaled = math.ldexp(peak, -self.exponent)
+        if scaled > FLOAT32_LIMIT:
+            if self.scale_invariant:
+                raise self._refuse(
+                    f"returned vectors of magnitude {peak:.3g}, {scaled:.3g} times those of its first vectors of this task",
+                    "scores are computed in float32 on one scale per task; an encoder whose magnitudes differ this much "
+                    "cannot be scored on one",
+                )
+            if peak > float(np.finfo(np.float32).max):
+                raise self._refuse(
+                    f"returned vectors of magnitude {peak:.3g}, beyond float32's range (3.4e38), in which task type "
+                    f"'{self.task_type}' scores them (its metrics depend on scale, so evalkit does not rescale them)",
+                    "scale the vectors down (normalise them) in the encoder",
+                )
+        self.peak = max(self.peak, peak)
+        if self.exponent:
+            vectors = np.ldexp(vectors, -self.exponent)
+        return np.asarray(vectors, dtype=np.float32)
+
+    def annotate(self, outcome: Any) -> Any:
+        """The outcome, with a warning saying the vectors were rescaled (when they were)."""
+        if not self.exponent or not isinstance(outcome, TaskOutcome):
+            return outcome
+        note = (
+            f"encoder {self.spec}: vectors of magnitude up to {self.peak:.3g} scaled by 2**{-self.exponent} before scoring "
+            f"(exact; every metric of task type '{self.task_type}' is scale-invariant)"
+        )
+        return dataclasses.replace(outcome, warnings=(*outcome.warnings, note))
+
+
+class _FittedVectorCheck(VectorCheck):
+    """A :class:`VectorCheck` around a corpus-fitted encoder: ``isinstance(_, CorpusFitted)`` holds as for the inner one."""
+
+    def fit(self, texts: Sequence[str]) -> None:
+        self.inner.fit(texts)  # type: ignore[attr-defined]
+
+
+def checked_encoder(encoder: Encoder, adapter: object) -> VectorCheck:
+    """``encoder`` behind the finite-vector check of ``adapter``'s task type (a checked encoder is returned as it is)."""
+    if isinstance(encoder, VectorCheck):
+        return encoder
+    kind = _FittedVectorCheck if isinstance(encoder, CorpusFitted) else VectorCheck
+    task_type = str(getattr(adapter, "task_type", type(adapter).__name__))
+    return kind(encoder, task_type, bool(getattr(adapter, "scale_invariant", False)))
+
+
+def _checking(evaluate: Callable[..., Any]) -> Callable[..., Any]:
+    """``evaluate`` with its encoder behind :class:`VectorCheck` (idempotent)."""
+    if getattr(evaluate, "__checks_vectors__", False):
+        return evaluate
+
+    @functools.wraps(evaluate)
+    def checked(self: Any, encoder: Encoder, task: Any, split: str, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(encoder, VectorCheck):  # a subclass calling super().evaluate: already checked
+            return evaluate(self, encoder, task, split, *args, **kwargs)
+        wrapped = checked_encoder(encoder, self)
+        return wrapped.annotate(evaluate(self, wrapped, task, split, *args, **kwargs))
+
+    checked.__checks_vectors__ = True  # type: ignore[attr-defined]
+    return checked
+
+
+class TaskAdapter:
+    """Base class of the task types: whatever ``evaluate`` a subclass defines receives its encoder behind :class:`VectorCheck`.
+
+    ``scale_invariant`` declares that every metric of the type is unchanged when all
+    vectors are multiplied by one positive number (cosine, correlations, rankings,
+    k-means); such a type gets out-of-range vectors rescaled instead of refused.
+    Third-party adapters that follow the :class:`Adapter` Protocol without subclassing
+    are put behind the same check by :func:`evalkit.adapters.adapter_for`.
+    """
+
+    scale_invariant: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("evaluate")
+        if callable(own):
+            setattr(cls, "evaluate", _checking(own))  # noqa: B010 - a class attribute replaced on purpose
+
+
+class CheckedAdapter:
+    """A Protocol-only (third-party) adapter with its ``evaluate`` behind :class:`VectorCheck`; everything else delegated."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def evaluate(self, encoder: Encoder, task: Any, split: str) -> Any:
+        wrapped = checked_encoder(encoder, self.inner)
+        return wrapped.annotate(self.inner.evaluate(wrapped, task, split))  # type: ignore[attr-defined]
+
+
+def checked_adapter(adapter: Any) -> Any:
+    """``adapter`` if it subclasses :class:`TaskAdapter`, else the same adapter behind :class:`CheckedAdapter`."""
+    return adapter if isinstance(adapter, TaskAdapter | CheckedAdapter) else CheckedAdapter(adapter)
 
 
 def embed(encoder: Encoder, texts: Sequence[str], role: Role | None = None) -> np.ndarray:

@@ -51,7 +51,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from evalkit import subset
-from evalkit.adapters.base import TaskOutcome, embed, emit, fit_if_needed, quality_warnings, where
+from evalkit.adapters.base import TaskAdapter, TaskOutcome, embed, emit, fit_if_needed, quality_warnings, where
 from evalkit.data import Row, read_many
 from evalkit.encoders.base import Encoder
 from evalkit.errors import DataError
@@ -273,8 +273,9 @@ def mean_scores(per_experiment: list[dict[str, float | None]]) -> dict[str, floa
     return out
 
 
-class ClassificationAdapter:
+class ClassificationAdapter(TaskAdapter):
     task_type: ClassVar[str] = "classification"
+    scale_invariant: ClassVar[bool] = False  # logistic regression is not: its penalty depends on scale
     main_metric: ClassVar[str] = "accuracy"
     Settings: ClassVar[type[Schema]] = ClassificationSettings
     limit_unit: ClassVar[str] = "examples"  # --limit N: N examples of the evaluated split, stratified; train untouched

@@ -40,7 +40,7 @@ import numpy as np
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from evalkit import subset
-from evalkit.adapters.base import TaskOutcome, embed, fit_if_needed
+from evalkit.adapters.base import TaskAdapter, TaskOutcome, embed, fit_if_needed
 from evalkit.adapters.records import Record, parse_record
 from evalkit.data import Row, read_many
 from evalkit.encoders.base import Encoder
@@ -160,8 +160,9 @@ def v_measures(labels: np.ndarray, assigned: np.ndarray) -> tuple[float, float]:
     return float(v_measure_score(labels, assigned)), float(adjusted_mutual_info_score(labels, assigned))
 
 
-class ClusteringAdapter:
+class ClusteringAdapter(TaskAdapter):
     task_type: ClassVar[str] = "clustering"
+    scale_invariant: ClassVar[bool] = True  # every metric is unchanged when all vectors are scaled alike
     main_metric: ClassVar[str] = "v_measure"
     unit_bounds: ClassVar[dict[str, tuple[float, float]]] = {"v_measures": (0.0, 1.0)}
     Settings: ClassVar[type[Schema]] = ClusteringSettings

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from evalkit import subset
-from evalkit.adapters.base import TaskOutcome, embed_pairs, emit, quality_warnings
+from evalkit.adapters.base import TaskAdapter, TaskOutcome, embed_pairs, emit, quality_warnings
 from evalkit.adapters.similarity import similarities
 from evalkit.data import read_many
 from evalkit.encoders.base import Encoder
@@ -110,8 +110,9 @@ def pair_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     }
 
 
-class PairClassificationAdapter:
+class PairClassificationAdapter(TaskAdapter):
     task_type: ClassVar[str] = "pair_classification"
+    scale_invariant: ClassVar[bool] = True  # every metric is unchanged when all vectors are scaled alike
     main_metric: ClassVar[str] = "max_ap"
     unit_bounds: ClassVar[dict[str, tuple[float, float]]] = {"cosine": (-1.0, 1.0), "labels": (0.0, 1.0)}
     Settings: ClassVar[type[Schema]] = PairClassificationSettings

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from evalkit import subset
-from evalkit.adapters.base import TaskOutcome, embed, emit, fit_if_needed, where
+from evalkit.adapters.base import TaskAdapter, TaskOutcome, embed, emit, fit_if_needed, where
 from evalkit.data import iter_jsonl, read_rows
 from evalkit.encoders.base import CorpusFitted, Encoder, Role
 from evalkit.errors import DataError, EvalkitError
@@ -122,8 +122,9 @@ def iter_corpus(path: Path, chunk_size: int) -> Iterator[list[tuple[str, str, in
         yield chunk
 
 
-class RetrievalAdapter:
+class RetrievalAdapter(TaskAdapter):
     task_type: ClassVar[str] = "retrieval"
+    scale_invariant: ClassVar[bool] = True  # every metric is unchanged when all vectors are scaled alike
     main_metric: ClassVar[str] = "ndcg_at_10"
     unit_bounds: ClassVar[dict[str, tuple[float, float]]] = {"ndcg_at_10": (0.0, 1.0)}
     Settings: ClassVar[type[Schema]] = RetrievalSettings

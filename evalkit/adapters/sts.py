@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from evalkit import subset
-from evalkit.adapters.base import TaskOutcome, embed_pairs, emit, finite, quality_warnings
+from evalkit.adapters.base import TaskAdapter, TaskOutcome, embed_pairs, emit, finite, quality_warnings
 from evalkit.adapters.similarity import similarities
 from evalkit.data import read_many
 from evalkit.encoders.base import Encoder
@@ -86,8 +86,9 @@ def correlations(gold: np.ndarray, sims: dict[str, np.ndarray]) -> dict[str, flo
     return scores
 
 
-class STSAdapter:
+class STSAdapter(TaskAdapter):
     task_type: ClassVar[str] = "sts"
+    scale_invariant: ClassVar[bool] = True  # every metric is unchanged when all vectors are scaled alike
     main_metric: ClassVar[str] = "cosine_spearman"
     unit_bounds: ClassVar[dict[str, tuple[float, float]]] = {"cosine": (-1.0, 1.0)}
     Settings: ClassVar[type[Schema]] = STSSettings

@@ -36,7 +36,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from evalkit import subset
-from evalkit.adapters.base import TaskOutcome, embed, finite, fit_if_needed
+from evalkit.adapters.base import TaskAdapter, TaskOutcome, embed, finite, fit_if_needed
 from evalkit.adapters.records import Record, parse_record
 from evalkit.data import Row, read_many
 from evalkit.encoders.base import Encoder
@@ -141,8 +141,9 @@ def correlate(gold: np.ndarray, predicted: np.ndarray, with_pvalues: bool) -> tu
     return float(np.mean([rho.statistic, rho.pvalue])), float(np.mean([r.statistic, r.pvalue]))
 
 
-class SummarizationAdapter:
+class SummarizationAdapter(TaskAdapter):
     task_type: ClassVar[str] = "summarization"
+    scale_invariant: ClassVar[bool] = True  # every metric is unchanged when all vectors are scaled alike
     main_metric: ClassVar[str] = "cosine_spearman"
     unit_bounds: ClassVar[dict[str, tuple[float, float]]] = {"cosine_spearman": (-1.0, 1.0)}
     Settings: ClassVar[type[Schema]] = SummarizationSettings
