@@ -63,15 +63,36 @@ def check_unique(results: Sequence[CellResult], files: Sequence[Path]) -> None:
         seen[key] = path
 
 
+_SCALARS = frozenset({float, int, bool, type(None)})
+
+
+def _numbers_only(value: list[Any]) -> bool:
+    """Whether a list holds only numbers (and None): one pass at C speed, so 1e6-unit results are not walked in Python."""
+    return set(map(type, value)) <= _SCALARS
+
+
 def _extent(units: dict[str, Any]) -> int:
     """The longest list (or string inside a list: classification's per-experiment marks) in ``units``."""
     longest = 0
     for value in units.values():
         if isinstance(value, list | str):
             longest = max(longest, len(value))
-        if isinstance(value, list):
+        if isinstance(value, list) and not _numbers_only(value):
             longest = max([longest, *(len(item) for item in value if isinstance(item, list | str))])
     return longest
+
+
+def units_key(units: dict[str, Any]) -> str:
+    """A digest of a result's per-unit outcomes (the replicates' memo key): numeric lists hashed as their bytes, the rest as JSON."""
+    digest = hashlib.sha1()
+    for key in sorted(units):
+        value = units[key]
+        digest.update(json.dumps(key).encode())
+        if isinstance(value, list) and value and _numbers_only(value) and not any(v is None or type(v) is bool for v in value):
+            digest.update(b"f64:" + np.asarray(value, dtype=np.float64).tobytes())
+        else:
+            digest.update(b"json:" + json.dumps(value, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
 
 
 def verify_units(result: CellResult, path: Path | str | None = None) -> None:
@@ -177,7 +198,7 @@ def replicates(result: CellResult, config: Bootstrap | None = None, stream: int 
         return None
     config = config or Bootstrap()
     stream = stream_key(result.task, result.split) if stream is None else stream
-    units = hashlib.sha1(json.dumps(result.units, sort_keys=True, default=str).encode()).hexdigest()
+    units = units_key(result.units)
     key = (result.task, result.split, result.task_type, result.main_metric, result.n_units, units, config, stream)
     if key not in _REPLICATES:
         if len(_REPLICATES) > 512:

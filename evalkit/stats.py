@@ -143,18 +143,33 @@ def resample_indices(n: int, config: Bootstrap, key: int = 0) -> Iterator[np.nda
     if n < 1:
         raise EvalkitError("cannot resample a task with no units")
     rng = np.random.default_rng([config.seed, key, n])
+    # int32 draws are the int64 ones (numpy draws both from the same 32-bit stream below 2**32), in half the memory
+    dtype = np.int32 if n < 2**31 else np.int64
     done = 0
     while done < config.n_boot:
         size = min(CHUNK, config.n_boot - done)
-        yield rng.integers(0, n, size=(size, n))
+        yield rng.integers(0, n, size=(size, n), dtype=dtype)
         done += size
 
 
 def counts_of(index: np.ndarray, n: int) -> np.ndarray:
     """Index rows ``(b, k)`` → multiplicity rows ``(b, n)`` (how often each unit was drawn)."""
     rows = index.shape[0]
-    flat = (index + (np.arange(rows) * n)[:, None]).ravel()
+    if rows == 1:
+        return np.bincount(index[0], minlength=n).astype(np.float64)[None, :]
+    flat = (index.astype(np.int64) + (np.arange(rows, dtype=np.int64) * n)[:, None]).ravel()
     return np.bincount(flat, minlength=rows * n).reshape(rows, n).astype(np.float64)
+
+
+BATCH_CELLS = 2**21
+"""Resamples × units scored at once by a vectorised adapter (16 MiB per float64 array): memory stays bounded and
+cache-sized however many units a task has; each resample's score is computed on its own row, so batching changes no number."""
+
+
+def _row_batches(rows: int, n: int) -> Iterator[slice]:
+    step = max(1, BATCH_CELLS // max(n, 1))
+    for start in range(0, rows, step):
+        yield slice(start, min(start + step, rows))
 
 
 def prepare_units(units: Mapping[str, Any]) -> dict[str, Any]:
@@ -194,11 +209,12 @@ def resample_counts(n: int, config: Bootstrap, key: int = 0) -> Iterator[np.ndar
     keep = n * config.n_boot <= COUNTS_MEMO_CELLS
     drawn = []
     for index in resample_indices(n, config, key):
-        counts = counts_of(index, n)
-        counts.flags.writeable = False
-        if keep:
-            drawn.append(counts)
-        yield counts
+        for rows in _row_batches(index.shape[0], n):  # a few rows at a time for large tasks: bounded memory
+            counts = counts_of(index[rows], n)
+            counts.flags.writeable = False
+            if keep:
+                drawn.append(counts)
+            yield counts
     if keep:
         _COUNTS_MEMO.clear()  # one task's resamples at a time: a sweep scores task by task
         _COUNTS_MEMO[memo_key] = drawn
@@ -228,7 +244,10 @@ def replicates(adapter: Any, units: Mapping[str, Any], n: int, config: Bootstrap
     batch = getattr(adapter, "score_counts", None)
     if callable(batch):  # vectorised over multiplicities, which every cell of the task shares
         prepared = prepare_units(units)
-        return np.concatenate([np.asarray(batch(prepared, counts), dtype=np.float64) for counts in resample_counts(n, config, key)])
+        try:
+            return np.concatenate([np.asarray(batch(prepared, counts), dtype=np.float64) for counts in resample_counts(n, config, key)])
+        finally:
+            _TIES.clear()  # the sorts of these units live for one bootstrap
     score = scorer(adapter, units, n)
     return np.concatenate([score(index) for index in resample_indices(n, config, key)])
 
@@ -351,6 +370,24 @@ def tied_ranks(estimates: Sequence[float], reps: np.ndarray, alpha: float = 0.05
     return ranks
 
 
+_TIES: list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
+
+
+def _tie_groups_of(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`tie_groups` of an array scored again and again (every batch of resamples): sorted once, while it is alive.
+
+    Keyed on the array object itself (kept alive by the memo, so its id cannot be reused): the
+    units of one result, prepared once per bootstrap; :func:`replicates` clears it when done.
+    """
+    for array, groups in _TIES:
+        if array is x:
+            return groups
+    groups = tie_groups(x)
+    _TIES.insert(0, (x, groups))
+    del _TIES[4:]
+    return groups
+
+
 def tie_groups(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sort order, start of each group of equal values in that order, and each unit's group id."""
     order = np.argsort(x, kind="stable")
@@ -400,7 +437,9 @@ def _weighted_ranks(counts: np.ndarray, order: np.ndarray, starts: np.ndarray, g
     Copies of a unit tie with each other (and with equal-valued units), so a group of
     equal values holding ``w`` draws after ``c`` smaller ones has rank ``c + (w + 1) / 2``.
     """
-    weights = np.add.reduceat(counts[:, order], starts, axis=1)
+    weights = counts[:, order]
+    if len(starts) < len(order):  # ties: sum each group's draws (reduceat of one-element groups is the identity)
+        weights = np.add.reduceat(weights, starts, axis=1)
     group_ranks = np.cumsum(weights, axis=1) - (weights - 1) / 2
     return group_ranks[:, group]
 
@@ -414,8 +453,8 @@ def spearman_counts(x: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndar
     can return ``spearman_counts(gold, cosine, counts)``.
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    rx = _weighted_ranks(counts, *tie_groups(x))
-    ry = _weighted_ranks(counts, *tie_groups(y))
+    rx = _weighted_ranks(counts, *_tie_groups_of(x))  # sorted once per bootstrap, not once per batch of resamples
+    ry = _weighted_ranks(counts, *_tie_groups_of(y))
     total = counts.sum(axis=1, keepdims=True)
     mean = (total + 1) / 2  # ranks 1..total always average to this
     dx, dy = rx - mean, ry - mean

@@ -237,3 +237,34 @@ def test_an_untimed_cached_encoder_is_named_under_the_throughput_plot(tmp_path: 
     assert static in note and "embedding cache" in note and "--no-cache" in note
     assert "tfidf:lexical" not in note  # the timed one is drawn, not listed
     assert 'id="fig-quality-throughput"' in page
+
+
+# 6. A report on a result of 1e6 units: memory bounded (and the replicates unchanged).
+
+
+def test_bootstrap_of_a_million_units_is_bounded_in_memory_and_exact() -> None:
+    import tracemalloc
+
+    import numpy as np
+
+    from evalkit import stats
+    from evalkit.adapters import adapter_for
+
+    n = 1_000_000
+    rng = np.random.default_rng(0)
+    gold = np.round(rng.uniform(0, 5, n), 2)  # ties, as real gold scores have
+    cosine = np.clip(gold / 5 + rng.normal(0, 0.3, n), -1, 1)
+    units = {"gold": gold.tolist(), "cosine": cosine.tolist()}
+    config = stats.Bootstrap(n_boot=100)
+    tracemalloc.start()
+    try:
+        reps = stats.replicates(adapter_for("sts"), units, n, config, key=7)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 600 * 2**20, f"{peak / 2**20:.0f} MiB"  # was > 2 GiB: (64 × n) int64 draws, their counts, ranks, ...
+    # the same numbers: each replicate is Spearman's rho of the resample it stands for
+    first = next(stats.resample_indices(n, config, key=7))
+    for row in (0, 1, 63):
+        idx = first[row]
+        assert reps[row] == pytest.approx(stats.spearman(gold[idx], cosine[idx]), abs=1e-12)
