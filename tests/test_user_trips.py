@@ -268,3 +268,22 @@ def test_bootstrap_of_a_million_units_is_bounded_in_memory_and_exact() -> None:
     for row in (0, 1, 63):
         idx = first[row]
         assert reps[row] == pytest.approx(stats.spearman(gold[idx], cosine[idx]), abs=1e-12)
+
+
+def test_a_report_draws_no_bootstrap_it_does_not_need(tmp_path: Path) -> None:
+    """One encoder on one task: its sealed interval is the answer and it ranks first; no cell is resampled again."""
+    from evalkit import reading
+    from evalkit.report.table import MEAN, report_board
+
+    source = next((REPO / "results" / "examples" / "pooling").glob("*pooling_mean*/STSBenchmark.test.json"))
+    folder = tmp_path / "one"
+    (folder / source.parent.name).mkdir(parents=True)
+    shutil.copy(source, folder / source.parent.name / source.name)
+    (result,) = reading.load_results(folder)
+    assert result.ci_sealed
+    reading._REPLICATES.clear()
+    board = report_board([result])
+    assert not reading._REPLICATES  # nothing was resampled
+    assert int(board.rank[result.encoder]) == 1
+    for column in ("STSBenchmark", MEAN):
+        assert board.interval(result.encoder, column) == (100 * result.ci["low"], 100 * result.ci["high"])

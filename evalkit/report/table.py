@@ -152,13 +152,17 @@ def build(
     low, high = score.copy(), score.copy()
     reps: dict[tuple[str, str], np.ndarray] = {}
     n_units: dict[str, int] = {}
+    members_of = {c: full if c == MEAN else [t for t in full if type_column(task_types[t]) == c] for c in aggregates}
+    # Replicates (a bootstrap per cell: minutes for 1e6 units) only where something needs them: ranks between
+    # several encoders, or the interval of a mean over several tasks; otherwise each cell's sealed interval is its own.
+    need_reps = ranks and (len(encoders) > 1 or any(len(m) > 1 for m in members_of.values()))
     for r in ok:
         column = column_of(r)
         n_units[column] = max(n_units.get(column, 0), r.n_units)
         if r.main_score is None:
             continue
         score.at[r.encoder, column] = 100 * r.main_score
-        rep = reading.replicates(r, config) if ranks else None
+        rep = reading.replicates(r, config) if need_reps else None
         if rep is not None:
             reps[(r.encoder, column)] = rep
             lo, hi, _ = percentile_interval(rep, config.level)
@@ -169,8 +173,11 @@ def build(
         high.at[r.encoder, column] = np.nan if hi is None else 100 * hi
     mean_reps: dict[str, np.ndarray] = {}
     for column in aggregates:
-        members = full if column == MEAN else [t for t in full if type_column(task_types[t]) == column]
+        members = members_of[column]
         score[column] = score[members].mean(axis=1, skipna=False)
+        if len(members) == 1 and not need_reps:  # the mean of one task is that task, interval included
+            low[column], high[column] = low[members[0]], high[members[0]]
+            continue
         for encoder in encoders:
             parts = [reps.get((encoder, t)) for t in members]
             if all(p is not None for p in parts) and parts:
@@ -182,6 +189,8 @@ def build(
                     mean_reps[encoder] = agg
     rank = pd.Series(pd.NA, index=score.index, dtype="Int64", name="rank")
     ranked = [e for e in encoders if e in mean_reps and not pd.isna(score.at[e, MEAN])]
+    if ranks and not need_reps and len(encoders) == 1 and not pd.isna(score.at[encoders[0], MEAN]):
+        rank[encoders[0]] = 1  # alone: first, with no bootstrap to run
     if ranks and ranked:
         values = tied_ranks([float(score.at[e, MEAN]) for e in ranked], np.vstack([mean_reps[e] for e in ranked]), alpha)
         for encoder, value in zip(ranked, values, strict=True):
