@@ -79,27 +79,32 @@ def prepare(
     limit = subset.check_limit(limit)
     specs: list[EncoderSpec] = []
     registered: list[EncoderSpec] = []
-    for name, value in _named(encoders):
-        if isinstance(value, str | EncoderSpec):
-            specs.append(check_spec(value))
-            continue
-        spec, why = objs.register(value, name)
-        registered.append(spec)
-        specs.append(spec)
-        if cache and why:
-            print(f"evalkit: {spec}: embedding cache off for this encoder: {why}", file=sys.stderr)
-    if registered and executor != "local":
+    try:  # every object registered here is unregistered again if anything below raises (the Plan owns them otherwise)
+        for name, value in _named(encoders):
+            if isinstance(value, str | EncoderSpec):
+                specs.append(check_spec(value))
+                continue
+            spec, why = objs.register(value, name)
+            registered.append(spec)
+            specs.append(spec)
+            if cache and why:
+                print(f"evalkit: {spec}: embedding cache off for this encoder: {why}", file=sys.stderr)
+        if registered and executor != "local":
+            raise EvalkitError(
+                "in-memory models run on the local executor only", field="executor", hint="save the model and pass its folder"
+            )
+        index = TaskIndex(tasks_dir)
+        task_list = [t if isinstance(t, TaskSpec) else index.get(str(t)) for t in _as_list(tasks)]
+        if not task_list or not specs:
+            raise EvalkitError("nothing to evaluate: give at least one encoder and one task", field="tasks" if specs else "encoders")
+        if limit is not None:
+            task_list = [dataclasses.replace(t, limit=limit) for t in task_list]
+        for task in task_list:
+            check_task(task, split or task.split)
+    except BaseException:
         for spec in registered:
             objs.unregister(spec)
-        raise EvalkitError("in-memory models run on the local executor only", field="executor", hint="save the model and pass its folder")
-    index = TaskIndex(tasks_dir)
-    task_list = [t if isinstance(t, TaskSpec) else index.get(str(t)) for t in _as_list(tasks)]
-    if not task_list or not specs:
-        raise EvalkitError("nothing to evaluate: give at least one encoder and one task", field="tasks" if specs else "encoders")
-    if limit is not None:
-        task_list = [dataclasses.replace(t, limit=limit) for t in task_list]
-    for task in task_list:
-        check_task(task, split or task.split)
+        raise
     return Plan(tuple(dict.fromkeys(specs)), tuple(task_list), split, tuple(registered))
 
 

@@ -19,7 +19,9 @@ misplaced shard (or a directory, link or device in its place) is a miss with one
 folder that cannot be written (read-only, a file in the way, disk full) is read but
 no longer written for the rest of the process, again with one warning line.
 Corpus-fitted encoders (TF-IDF), hub models without a pinned revision, folders that
-could not be hashed and encoders whose fingerprint names no weights are never cached.
+could not be hashed, encoders whose fingerprint names no weights and those that say they have
+no identity (``weights = none:…``, :func:`evalkit.encoders.base.no_identity`: an in-memory object
+evalkit cannot fingerprint) are never cached.
 """
 
 from __future__ import annotations
@@ -96,9 +98,15 @@ def uncacheable_reason(encoder: Encoder, fingerprint: dict[str, str]) -> str | N
 
     if isinstance(innermost(encoder), CorpusFitted) or fingerprint.get("corpus_fitted") == "true":
         return "corpus-fitted: its vectors depend on the task's whole text collection"
+    from evalkit.encoders.base import NO_IDENTITY
+
     weights = fingerprint.get("weights", "")
-    if not weights:
+    if not weights:  # a third-party factory's fingerprint (a Backend's is checked when it loads)
         return "its fingerprint names no weights identity, so a changed model could not be told apart"
+    if weights.startswith(NO_IDENTITY):
+        return f"it has no identity ({weights.removeprefix(NO_IDENTITY)})"
+    if getattr(innermost(encoder), "cacheable", True) is False:
+        return "its encoder says its vectors must not be cached"
     if weights.startswith(UNHASHABLE):
         return f"its model folder could not be hashed ({weights.removeprefix(UNHASHABLE)})"
     if weights.startswith("hub:") and not re.fullmatch(r"[0-9a-f]{40}", weights.rpartition("@")[2]):

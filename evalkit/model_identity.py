@@ -33,7 +33,7 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from evalkit.spec import EncoderSpec
@@ -207,3 +207,252 @@ def spec_model_identity(spec: EncoderSpec) -> str:
     if not folder.is_dir():
         return ""
     return weights_identity(str(folder), spec.opts.get("revision"))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# In-memory objects (evalkit.encoders.objects): a digest of every value reachable from the object
+
+
+class NoIdentity(Exception):
+    """An in-memory object holds a value evalkit cannot digest canonically: it is never cached and never shared."""
+
+
+# Values that cannot change a vector and vary with how the object was made (model card texts, training logs).
+SKIPPED_ATTRIBUTES = frozenset({"model_card_data", "_model_card_vars", "_model_card_text"})
+MAX_NODES = 2_000_000
+# Modules whose code is covered by the library versions in the cache key; code from anywhere else is digested.
+LIBRARY_PACKAGES = frozenset(
+    {
+        "builtins",
+        "collections",
+        "typing",
+        "torch",
+        "transformers",
+        "sentence_transformers",
+        "tokenizers",
+        "numpy",
+        "safetensors",
+        "model2vec",
+    }
+)
+
+
+def object_digest(value: object, *, skip: frozenset[str] = frozenset()) -> str:
+    """sha256 over everything reachable from ``value`` that can change what it computes.
+
+    Tensors and arrays by dtype, shape and bytes (parameters, persistent *and*
+    non-persistent buffers alike); scalars, strings, containers, dtypes, devices and
+    enums by value; a Hugging Face configuration by its full JSON; a tokenizer's Rust
+    backend by its serialisation; functions (hooks, a class's methods outside the
+    numeric libraries) by their code, constants and closures; any other object by its
+    class and its attributes, recursively (cycles by position). Attribute names in
+    ``skip`` are left out. A value of any other kind raises :class:`NoIdentity` naming
+    where it sits: such an object has no identity evalkit can vouch for.
+    """
+    return _Digester(skip).run(value)
+
+
+class _Digester:
+    def __init__(self, skip: frozenset[str]) -> None:
+        self.skip = skip | SKIPPED_ATTRIBUTES
+        self.digest = hashlib.sha256()
+        self.seen: dict[int, int] = {}
+        self.keep: list[object] = []  # ids stay unique while the walk holds every visited object
+        self.classes: set[int] = set()
+
+    def run(self, value: object) -> str:
+        self.visit(value, "object")
+        return self.digest.hexdigest()
+
+    def put(self, *parts: object) -> None:
+        for part in parts:
+            data = part if isinstance(part, bytes) else str(part).encode("utf-8", "surrogatepass")
+            self.digest.update(len(data).to_bytes(8, "little"))
+            self.digest.update(data)
+
+    def visit(self, value: object, where: str) -> None:  # one dispatch over the kinds of value
+        import enum
+        import types
+
+        if value is None or isinstance(value, bool | int | float | complex | str | bytes):
+            self.put(type(value).__name__, repr(value) if not isinstance(value, bytes) else value)
+            return
+        if isinstance(value, enum.Enum):
+            self.put("enum", _qualname(type(value)), repr(value.value))
+            return
+        key = id(value)
+        if key in self.seen:
+            self.put("ref", self.seen[key])
+            return
+        if len(self.seen) >= MAX_NODES:
+            raise NoIdentity(f"{where}: more than {MAX_NODES} values to digest")
+        self.seen[key] = len(self.seen)
+        self.keep.append(value)
+        torch = _module("torch")
+        numpy = _module("numpy")
+        if torch is not None and isinstance(value, torch.Tensor):
+            self._tensor(value, torch)
+            return
+        if numpy is not None and isinstance(value, numpy.ndarray | numpy.generic):
+            array = numpy.ascontiguousarray(value)
+            if array.dtype.hasobject:
+                raise NoIdentity(f"{where}: a NumPy array of Python objects")
+            self.put("ndarray", array.dtype.str, array.shape, array.tobytes())
+            return
+        if torch is not None and isinstance(value, torch.dtype | torch.device | torch.Size):
+            self.put(type(value).__name__, repr(value))
+            return
+        if isinstance(value, list | tuple | set | frozenset | dict):
+            self._container(value, where)
+            return
+        if isinstance(value, types.FunctionType | types.MethodType | types.BuiltinFunctionType | type | types.ModuleType):
+            self._code_object(value, where)
+            return
+        if isinstance(value, types.CodeType):
+            self._code(value, where)
+            return
+        tokenizers = _module("tokenizers")
+        if tokenizers is not None and isinstance(value, tokenizers.Tokenizer):
+            self.put("tokenizer", value.to_str())
+            return
+        to_json = getattr(value, "to_json_string", None)
+        transformers = _module("transformers")
+        if transformers is not None and isinstance(value, transformers.PretrainedConfig) and callable(to_json):
+            self.put("config", _qualname(type(value)), to_json(use_diff=False))
+            return
+        import weakref
+
+        if isinstance(value, weakref.ref):
+            self.visit(value(), where + "()")
+            return
+        self._instance(value, where)
+
+    def _tensor(self, tensor: Any, torch: Any) -> None:
+        data = tensor.detach()
+        if data.is_sparse or getattr(data, "is_quantized", False) or data.device.type == "meta":
+            raise NoIdentity(f"a {data.layout} / quantised / meta tensor")
+        data = data.cpu().contiguous()
+        try:
+            raw = bytes(data.view(-1).view(torch.uint8).numpy())
+        except (RuntimeError, TypeError):
+            raw = bytes(data.float().numpy())
+        self.put("tensor", str(data.dtype), tuple(data.shape), raw)
+
+    def _container(self, value: Any, where: str) -> None:
+        self.put(type(value).__name__, len(value))
+        if isinstance(value, dict):
+            items = list(value.items())
+            if type(value) is dict or not _ordered(value):
+                items = sorted(items, key=lambda kv: self._sort_key(kv[0]))
+            for k, v in items:
+                self.visit(k, where)
+                if not (isinstance(k, str) and k in self.skip):
+                    self.visit(v, f"{where}[{k!r}]")
+            return
+        elements = sorted(value, key=self._sort_key) if isinstance(value, set | frozenset) else list(value)
+        for i, element in enumerate(elements):
+            self.visit(element, f"{where}[{i}]")
+
+    def _sort_key(self, value: object) -> str:
+        if value is None or isinstance(value, bool | int | float | str | bytes):
+            return f"{type(value).__name__}:{value!r}"
+        return type(value).__name__
+
+    def _code_object(self, value: Any, where: str) -> None:
+        import types
+
+        if isinstance(value, types.MethodType):
+            self.put("method")
+            self._code_object(value.__func__, where)
+            self.visit(value.__self__, where + ".__self__")
+            return
+        self.put(type(value).__name__, _qualname(value))
+        if isinstance(value, type):
+            if id(value) in self.classes or _is_library(value):
+                return
+            self.classes.add(id(value))
+            for klass in value.__mro__:  # the code of a class outside the libraries is part of what it computes
+                if _is_library(klass):
+                    continue
+                for name, member in sorted(vars(klass).items()):
+                    if isinstance(member, types.FunctionType | staticmethod | classmethod | property):
+                        self.put(name)
+                        self._code_object(getattr(member, "__func__", None) or getattr(member, "fget", None) or member, where)
+            return
+        if isinstance(value, types.FunctionType) and not _is_library(value):
+            self._code(value.__code__, where)
+            self.visit(value.__defaults__, where + ".__defaults__")
+            self.visit(value.__kwdefaults__, where + ".__kwdefaults__")
+            scope = value.__globals__
+            for name in sorted(_names(value.__code__)):  # the module-level values and helpers its code reads
+                if name in scope and not name.startswith("__"):
+                    self.put("global", name)
+                    self.visit(scope[name], f"{where}.<global {name}>")
+            for cell in value.__closure__ or ():
+                try:
+                    contents = cell.cell_contents
+                except ValueError:  # an empty cell
+                    contents = None
+                self.visit(contents, f"{where}.<closure>")
+
+    def _code(self, code: Any, where: str) -> None:
+        import types
+
+        self.put("code", code.co_code, code.co_names, code.co_varnames)
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                self._code(const, where)
+            else:
+                self.visit(const, where)
+
+    def _instance(self, value: object, where: str) -> None:
+        klass = type(value)
+        state = getattr(value, "__dict__", None)
+        slots = [s for k in klass.__mro__ for s in getattr(k, "__slots__", ()) if s != "__dict__" and s != "__weakref__"]
+        if not isinstance(state, dict) and not slots:
+            raise NoIdentity(f"{where}: a {_qualname(klass)} has no attributes evalkit can read")
+        self.put("instance")
+        self.visit(klass, where)
+        if isinstance(state, dict):
+            for name in sorted(state):
+                if name in self.skip:
+                    continue
+                self.put(name)
+                self.visit(state[name], f"{where}.{name}")
+        for name in sorted(set(slots)):
+            if name in self.skip or not hasattr(value, name):
+                continue
+            self.put(name)
+            self.visit(getattr(value, name), f"{where}.{name}")
+
+
+def _names(code: Any) -> set[str]:
+    """The global names a code object (and the functions nested in it) reads."""
+    import types
+
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def _module(name: str) -> Any:
+    import sys
+
+    return sys.modules.get(name)
+
+
+def _ordered(value: object) -> bool:
+    import collections
+
+    return isinstance(value, collections.OrderedDict)
+
+
+def _qualname(value: Any) -> str:
+    return f"{getattr(value, '__module__', None)}.{getattr(value, '__qualname__', None) or getattr(value, '__name__', '?')}"
+
+
+def _is_library(value: Any) -> bool:
+    module = getattr(value, "__module__", None) or ""
+    return module.partition(".")[0] in LIBRARY_PACKAGES

@@ -74,8 +74,15 @@ def load_encoder(spec: EncoderSpec | str) -> Encoder:
     """Build the encoder a spec names (loads the model)."""
     parsed = check_spec(spec)  # imports the backend's module
     base, transform = split_spec(parsed)  # the model runs without the transform options; they apply to its vectors
+    factory = BACKENDS.get(parsed.backend)
     with collector.loading():
-        encoder = BACKENDS.get(parsed.backend)(base)
+        encoder = factory(base)
+    if isinstance(factory, type) and issubclass(factory, Backend):
+        try:
+            factory.checked(encoder)  # a backend of ours states its model's identity, or fails here
+        except BaseException:
+            encoder.close()
+            raise
     return encoder if transform is None else TransformedEncoder(encoder, transform, parsed)
 
 

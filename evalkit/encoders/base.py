@@ -14,8 +14,35 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from evalkit.errors import SpecError
 from evalkit.schemas.options import BackendOptions
 from evalkit.spec import EncoderSpec
+
+# The ``weights`` entry of a fingerprint is the encoder's *identity*: what its model is, keyed by content
+# (``sha256:…``), a pinned hub commit (``hub:ID@SHA``), or an explicit statement that it has none.
+NO_IDENTITY = "none:"
+
+
+def no_identity(why: str) -> str:
+    """The ``weights`` entry of an encoder whose vectors evalkit cannot key: never cached, shared or resumed; says why."""
+    return NO_IDENTITY + (why or "no identity")
+
+
+def check_identity(spec: EncoderSpec, fingerprint: dict[str, str]) -> None:
+    """A backend's fingerprint must state its identity: ``weights`` (possibly :func:`no_identity`), or corpus-fitted.
+
+    Checked once for every encoder a :class:`Backend` builds, so a new backend that forgets
+    its model's identity fails when it loads, instead of being run uncached (or worse,
+    cached under a key that cannot tell two models apart) without a word.
+    """
+    if fingerprint.get("corpus_fitted") == "true":
+        return
+    weights = fingerprint.get("weights")
+    if not isinstance(weights, str) or not weights:
+        raise SpecError(
+            f"backend '{spec.backend}' built an encoder for '{spec}' whose fingerprint names no 'weights' identity",
+            hint="a backend's fingerprint() must give 'weights' (a content digest, or no_identity(why) when it has none)",
+        )
 
 
 class Role(StrEnum):
@@ -101,8 +128,18 @@ class Backend:
 
     @classmethod
     def share_key(cls, spec: EncoderSpec) -> object:
-        """Specs with equal keys run on one loaded model; by default every spec runs alone."""
+        """Specs with equal keys run on one loaded model; by default every spec runs alone.
+
+        A key must hold everything that can make two specs' vectors differ except what the
+        shared model computes per head (pooling, layer): two specs with equal keys get one model.
+        """
         return ("solo", str(spec))
+
+    @classmethod
+    def checked(cls, encoder: Encoder) -> Encoder:
+        """``encoder`` once its fingerprint states an identity (:func:`check_identity`); every built encoder passes here."""
+        check_identity(encoder.spec, encoder.fingerprint())
+        return encoder
 
 
 class EncoderWrapper:

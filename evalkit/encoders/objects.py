@@ -6,27 +6,37 @@ the call. The ``obj`` backend then builds encoders from it like any other backen
 so objects get the same executor, metering, cache, result files and gate as spec
 strings, and never share a result file with them.
 
-``HASH`` is a digest of what determines the vectors: every tensor of the state dict
-(name, dtype, shape, bytes), the model's configuration and the tokenizer. A model
-changed in a training loop gets a new hash, so neither the cache nor a resumed run
-can serve it stale vectors. An object evalkit cannot fingerprint (a plain ``encode``
-object without a ``state_dict``) runs with the cache off for it, and says so once.
+``HASH`` is the object's *identity*: a digest of everything reachable from it that can
+change its vectors (:func:`evalkit.model_identity.object_digest`): every tensor —
+parameters, persistent and non-persistent buffers —, every plain attribute
+(``truncate_dim``, ``prompts``, ``default_prompt_name``, a module's own settings), the
+configuration, the tokenizer, the code of classes from outside the numeric libraries,
+and, for :func:`from_transformers`, the wrapper's options (pooling, layer, max_length,
+batch size). A model changed in a training loop gets a new hash, so neither the cache
+nor a resumed run can serve it stale vectors.
+
+An object without a ``state_dict()`` (a plain ``encode`` object: its vectors may depend
+on code evalkit cannot see), or one holding a value evalkit cannot digest, has **no
+identity**: it is never cached (its fingerprint's ``weights`` is
+:func:`evalkit.encoders.base.no_identity`, which the cache refuses), never shares a
+forward pass, and its result files are never reused. Two distinct objects under one
+name in one call are refused. Registration lasts exactly one call, whatever way it ends.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import sys
+import threading
 import uuid
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from evalkit.encoders.base import Backend, Role
+from evalkit.encoders.base import Backend, Role, no_identity
 from evalkit.errors import EvalkitError, SpecError
 from evalkit.schemas.options import BackendOptions
 from evalkit.spec import EncoderSpec
@@ -46,6 +56,10 @@ class TransformersModel:
     batch_size: int = 32
     name: str | None = None
 
+    def options(self) -> dict[str, object]:
+        """The wrapper's own settings: each changes the vectors or how they are computed, so each is in the identity."""
+        return {"pooling": self.pooling, "layer": self.layer, "max_length": self.max_length, "batch_size": self.batch_size}
+
 
 def from_transformers(
     model: Any,
@@ -59,30 +73,51 @@ def from_transformers(
 ) -> TransformersModel:
     """Describe an in-memory ``AutoModel`` + tokenizer, pooled like the ``hf`` backend (``pooling``, ``layer``).
 
-    Several descriptions of one model object (a pooling × layer sweep) share one forward
-    pass per text, exactly as ``hf:MODEL?pooling=…`` specs do.
+    Several descriptions of one model object that differ only in pooling and layer (a
+    sweep) share one forward pass per text, exactly as ``hf:MODEL?pooling=…`` specs do.
     """
     from evalkit.encoders.pooling import POOLINGS
 
+    if not isinstance(pooling, str):
+        raise SpecError(f"pooling must be a string, got {type(pooling).__name__} {pooling!r}", field="pooling")
     POOLINGS.get(pooling)  # an unknown pooling fails here, with "did you mean"
-    if isinstance(layer, bool) or not isinstance(layer, int):
-        raise SpecError(f"layer must be an integer, got {layer!r}", field="layer")
-    if batch_size < 1 or (max_length is not None and max_length < 1):
-        raise SpecError("batch_size and max_length must be at least 1", field="batch_size")
+    _check_int("layer", layer)
+    _check_int("batch_size", batch_size, minimum=1)
+    if max_length is not None:
+        _check_int("max_length", max_length, minimum=1)
+    if name is not None and not isinstance(name, str):
+        raise SpecError(f"name must be a string, got {type(name).__name__} {name!r}", field="name")
     return TransformersModel(model, tokenizer, pooling, layer, max_length, batch_size, name)
+
+
+def _check_int(field_name: str, value: object, minimum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{field_name} must be an integer, got {type(value).__name__} {value!r}", field=field_name)
+    if minimum is not None and value < minimum:
+        raise SpecError(f"{field_name} must be at least {minimum}, got {value}", field=field_name)
 
 
 @dataclass
 class Registered:
-    """An object behind an ``obj:`` spec for the duration of one evaluate() call."""
+    """An object behind an ``obj:`` spec for the duration of one evaluate() call.
+
+    ``fingerprint["weights"]`` is ``sha256:<identity>``, or :func:`no_identity` (never
+    cached). ``share`` is the key under which it may share a forward pass: it holds the
+    identity (or this registration's nonce) and every option of the wrapper, so two
+    descriptions that could compute different vectors never share one.
+    """
 
     obj: Any
     fingerprint: dict[str, str]
     cacheable: bool
     nonce: str = ""
+    share: tuple[Hashable, ...] = ()
+    users: int = 1
+    backbones: list[Any] = field(default_factory=list)
 
 
 _LIVE: dict[str, Registered] = {}
+_LOCK = threading.Lock()
 
 
 def is_encoder_object(value: Any) -> bool:
@@ -90,11 +125,12 @@ def is_encoder_object(value: Any) -> bool:
     return isinstance(value, TransformersModel) or callable(getattr(value, "encode", None))
 
 
-def register(value: Any, name: str | None = None, *, fingerprint: bool = True) -> tuple[EncoderSpec, str | None]:
+def register(value: Any, name: str | None = None) -> tuple[EncoderSpec, str | None]:
     """Make ``value`` loadable as an ``obj:`` spec; returns the spec and, when the cache must stay off, why.
 
-    The fingerprint is computed even with the cache off: it is also what keeps a resumed
+    The identity is computed even with the cache off: it is also what keeps a resumed
     run from reusing a result file written for the same object before it was changed.
+    Every successful call must be matched by one :func:`unregister`.
     """
     if not is_encoder_object(value):
         raise EvalkitError(
@@ -103,27 +139,69 @@ def register(value: Any, name: str | None = None, *, fingerprint: bool = True) -
             field="encoders",
         )
     label = _safe_name(name or getattr(value, "name", None) or _default_name(value))
-    digest, why = (_fingerprint(value), None) if fingerprint else (None, "fingerprinting is off")
-    if fingerprint and digest is None:
-        why = "it has no state_dict() to fingerprint, so a changed object could be served stale vectors"
-    model = f"{label}@{digest[:12]}" if digest else label
     options: tuple[tuple[str, str], ...] = ()
     if isinstance(value, TransformersModel):
         options = (("layer", str(value.layer)), ("pooling", value.pooling))
+    with _LOCK:  # one name, one object: a second object under a name in use is refused, whatever its identity
+        for key, entry in _LIVE.items():
+            if entry.fingerprint["name"] == label and EncoderSpec.parse(key).options == options and entry.obj is not value:
+                raise EvalkitError(
+                    f"two different encoder objects are both named '{label}'", field="encoders", hint="give each a distinct name"
+                )
+    load_digest, why = identity(value)
+    digest = load_digest
+    if load_digest is not None and isinstance(value, TransformersModel):  # the per-head options, on top of the load identity
+        digest = hashlib.sha256(f"{load_digest}\0pooling={value.pooling}\0layer={value.layer}".encode()).hexdigest()
+    model = f"{label}@{digest[:12]}" if digest else label
     spec = EncoderSpec(BACKEND, model, options)
     key = str(spec)
-    existing = _LIVE.get(key)
-    if existing is not None and existing.obj is not value and not (digest and existing.fingerprint.get("weights") == f"sha256:{digest}"):
-        raise EvalkitError(f"two different encoder objects are both named '{label}'", field="encoders", hint="give each a distinct name")
-    fp = {"backend": BACKEND, "name": label, "weights": f"sha256:{digest}" if digest else "unfingerprinted"}
-    _LIVE[key] = Registered(value, fp, cacheable=digest is not None, nonce=uuid.uuid4().hex)
+    with _LOCK:
+        existing = _LIVE.get(key)
+        if existing is not None:
+            if existing.obj is not value:
+                raise EvalkitError(
+                    f"two different encoder objects are both named '{label}'", field="encoders", hint="give each a distinct name"
+                )
+            existing.users += 1
+            return spec, why
+        nonce = uuid.uuid4().hex
+        weights = f"sha256:{digest}" if digest else no_identity(why or "no identity")
+        fp = {"backend": BACKEND, "name": label, "weights": weights}
+        share: tuple[Hashable, ...] = (BACKEND, "solo", key, nonce)
+        if isinstance(value, TransformersModel) and load_digest is not None:
+            # one forward pass for descriptions of one model whose identity *and* load options are equal
+            share = (BACKEND, "transformers", id(value.model), id(value.tokenizer), load_digest)
+        _LIVE[key] = Registered(value, fp, cacheable=digest is not None, nonce=nonce, share=share)
     return spec, why
 
 
-def config_identity(spec: EncoderSpec) -> str:
-    """What a cell's configuration hash keys an ``obj:`` encoder by: its fingerprint, or a fresh token.
+def identity(value: Any) -> tuple[str | None, str | None]:
+    """(digest, None) for an object with an identity; (None, why) for one that has none (never cached, never shared).
 
-    An object without a fingerprint gets a token unique to this registration, so a
+    For a :func:`from_transformers` description this is the identity of what its heads share:
+    model, tokenizer and the load options (max_length, batch size); pooling and layer come on top.
+    """
+    from evalkit.model_identity import NoIdentity, object_digest
+
+    model = value.model if isinstance(value, TransformersModel) else value
+    if not callable(getattr(model, "state_dict", None)):
+        return None, "it has no state_dict(), so evalkit cannot tell what its vectors depend on"
+    evaluated = isinstance(value, TransformersModel) or _is_sentence_transformer(value)  # encode runs in eval mode
+    try:
+        if isinstance(value, TransformersModel):
+            loaded = {k: v for k, v in value.options().items() if k not in ("pooling", "layer")}
+            return object_digest((value.model, value.tokenizer, loaded), skip=frozenset({"training"})), None
+        return object_digest(value, skip=frozenset({"training"}) if evaluated else frozenset()), None
+    except NoIdentity as exc:
+        return None, f"it holds a value evalkit cannot fingerprint ({exc})"
+    except Exception as exc:  # anything a third-party object raises while it is read: no identity, never a traceback
+        return None, f"reading it raised {type(exc).__name__}: {exc}"[:300]
+
+
+def config_identity(spec: EncoderSpec) -> str:
+    """What a cell's configuration hash keys an ``obj:`` encoder by: its identity, or a fresh token.
+
+    An object without an identity gets a token unique to this registration, so a
     stored result is never taken for its own (it is always recomputed).
     """
     entry = _LIVE.get(str(spec))
@@ -133,7 +211,19 @@ def config_identity(spec: EncoderSpec) -> str:
 
 
 def unregister(spec: EncoderSpec) -> None:
-    _LIVE.pop(str(spec), None)
+    """Undo one :func:`register`; the last one drops the entry and any forward-pass state it left behind."""
+    with _LOCK:
+        entry = _LIVE.get(str(spec))
+        if entry is None:
+            return
+        entry.users -= 1
+        if entry.users > 0:
+            return
+        del _LIVE[str(spec)]
+        if not any(other.share == entry.share for other in _LIVE.values()):
+            backbone = _SHARED.pop(entry.share, None)
+            if backbone is not None:
+                backbone._pending.clear()
 
 
 def _registered(spec: EncoderSpec) -> Registered:
@@ -171,11 +261,9 @@ class ObjectBackend(Backend):
 
     @classmethod
     def share_key(cls, spec: EncoderSpec) -> Hashable:
-        """Raw-transformer descriptions of one model object share a forward pass; other objects run alone."""
+        """The registration's share key: descriptions of one model with one identity and equal load options share a pass."""
         entry = _LIVE.get(str(spec))
-        if entry is not None and isinstance(entry.obj, TransformersModel):
-            return (BACKEND, id(entry.obj.model))
-        return (BACKEND, "solo", str(spec))
+        return entry.share if entry is not None else (BACKEND, "solo", str(spec))
 
 
 class ObjectEncoder:
@@ -202,7 +290,10 @@ class ObjectEncoder:
         vectors = self.obj.encode(list(texts), **kwargs)
         if hasattr(vectors, "detach"):
             vectors = vectors.detach().float().cpu().numpy()
-        array = np.asarray(vectors, dtype=np.float32)
+        try:
+            array = np.asarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise EvalkitError(f"{self.spec}: encode() returned {type(vectors).__name__}, not a numeric matrix ({exc})") from None
         if array.ndim != 2 or array.shape[0] != len(texts):
             raise EvalkitError(f"{self.spec}: encode() returned shape {array.shape} for {len(texts)} texts; expected (n, dim)")
         return array
@@ -227,7 +318,7 @@ class ObjectEncoder:
 
 
 class TransformersObjectEncoder:
-    """A pooling of an in-memory transformer on a Backbone shared by every pooling of the same model object."""
+    """A pooling of an in-memory transformer on a Backbone shared only under the registration's share key."""
 
     def __init__(self, spec: EncoderSpec, entry: Registered) -> None:
         from evalkit.encoders import pooling as poolings
@@ -240,7 +331,14 @@ class TransformersObjectEncoder:
         self.model = desc.model
         self.pooling = poolings.POOLINGS.get(desc.pooling)
         self.layer = desc.layer
-        backbone = _SHARED.get(id(desc.model))
+        self.head: Hashable | None = None
+        n_layers = int(getattr(getattr(desc.model, "config", None), "num_hidden_layers", 0) or 0)
+        if n_layers and not -(n_layers + 1) <= self.layer <= n_layers:  # checked before any shared state is touched
+            raise SpecError(f"layer={self.layer} is out of range for this model, which has layers 0..{n_layers}", field="layer")
+        tokenizer = desc.tokenizer
+        if getattr(tokenizer, "pad_token", None) is None:
+            raise EvalkitError(f"{spec}: the tokenizer has no pad token", hint="set tokenizer.pad_token before evaluating")
+        backbone = _SHARED.get(entry.share)
         if backbone is None or backbone.model is None:
             device = _device_of(desc.model)
             opts = LoadOptions(
@@ -254,19 +352,13 @@ class TransformersObjectEncoder:
                 allow_pickle=False,
                 token_budget=desc.batch_size * TOKENS_PER_TEXT,
             )
-            tokenizer = desc.tokenizer
             limit = getattr(tokenizer, "model_max_length", 512) or 512
-            if tokenizer.pad_token is None:
-                raise EvalkitError(f"{spec}: the tokenizer has no pad token", hint="set tokenizer.pad_token before evaluating")
             backbone = Backbone(opts, desc.model, tokenizer, device, desc.max_length or min(int(limit), 512))
             backbone._identity = entry.fingerprint["weights"]
-            _SHARED[id(desc.model)] = backbone
+            backbone.key = entry.share
+            _SHARED[entry.share] = backbone
         self.backbone = backbone
         backbone.users += 1
-        n_layers = int(getattr(getattr(desc.model, "config", None), "num_hidden_layers", 0) or 0)
-        if n_layers and not -(n_layers + 1) <= self.layer <= n_layers:
-            self.close()
-            raise SpecError(f"layer={self.layer} is out of range for this model, which has layers 0..{n_layers}", field="layer")
         fn, layer = self.pooling.fn, self.layer
         self.head = ("pool", self.pooling.name, layer, ())
         backbone.register(self.head, lambda out, mask: fn(out.hidden_states, mask, layer))
@@ -297,15 +389,22 @@ class TransformersObjectEncoder:
 
     def close(self) -> None:
         """Drop this pooling's head; the model object itself belongs to the caller and stays as it was."""
-        self.backbone.heads.pop(self.head, None)
-        self.backbone.head_users.pop(self.head, None)
-        self.backbone.users -= 1
-        if self.backbone.users <= 0:
-            _SHARED.pop(id(self.model), None)
-            self.backbone._pending.clear()
+        backbone, self.head, head = self.backbone, None, self.head
+        if head is not None:
+            left = backbone.head_users.get(head, 1) - 1
+            if left <= 0:
+                backbone.heads.pop(head, None)
+                backbone.head_users.pop(head, None)
+            else:
+                backbone.head_users[head] = left
+        backbone.users -= 1
+        if backbone.users <= 0:
+            if _SHARED.get(self.entry.share) is backbone:
+                del _SHARED[self.entry.share]
+            backbone._pending.clear()
 
 
-_SHARED: dict[int, Any] = {}
+_SHARED: dict[Hashable, Any] = {}  # share key -> Backbone
 
 
 def _is_sentence_transformer(obj: Any) -> bool:
@@ -337,69 +436,3 @@ def _safe_name(name: str) -> str:
     if not cleaned:
         raise EvalkitError(f"encoder name {name!r} has no usable characters", field="encoders")
     return cleaned[:80]
-
-
-def _fingerprint(value: Any) -> str | None:
-    """sha256 over the state dict's tensors, the config and the tokenizer; None when there is no state dict."""
-    if isinstance(value, TransformersModel):
-        parts: list[Any] = [value.model, value.tokenizer]
-        extra = {"pooling": value.pooling, "layer": value.layer, "max_length": value.max_length}
-    else:
-        parts, extra = [value], {}
-    model = parts[0]
-    state_dict = getattr(model, "state_dict", None)
-    if not callable(state_dict):
-        return None
-    digest = hashlib.sha256()
-    for name, tensor in sorted(state_dict().items()):
-        digest.update(name.encode())
-        digest.update(f"{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(_tensor_bytes(tensor))
-    digest.update(_config_text(model).encode())
-    tokenizer = parts[1] if len(parts) > 1 else getattr(model, "tokenizer", None)
-    digest.update(_tokenizer_text(tokenizer).encode("utf-8", "surrogatepass"))
-    digest.update(json.dumps(extra, sort_keys=True).encode())
-    return digest.hexdigest()
-
-
-def _tensor_bytes(tensor: Any) -> bytes:
-    data = tensor.detach().cpu().contiguous()
-    try:
-        return bytes(data.view(-1).view(dtype=_byte_dtype()).numpy())
-    except (RuntimeError, TypeError):
-        return bytes(data.float().numpy())
-
-
-def _byte_dtype() -> Any:
-    import torch
-
-    return torch.uint8
-
-
-def _config_text(model: Any) -> str:
-    """The model's configuration: a HF config, or each sentence-transformers module's config."""
-    texts: list[str] = []
-    config = getattr(model, "config", None)
-    to_json: Callable[..., str] | None = getattr(config, "to_json_string", None)
-    if to_json is not None:
-        texts.append(to_json(use_diff=False))
-    if _is_sentence_transformer(model):
-        texts.append(str(getattr(model, "max_seq_length", "")))
-        for module in model:
-            get = getattr(module, "get_config_dict", None)
-            texts.append(type(module).__name__ + json.dumps(get() if callable(get) else {}, sort_keys=True, default=str))
-            inner = getattr(module, "auto_model", None)
-            inner_config = getattr(inner, "config", None)
-            if inner_config is not None:
-                texts.append(inner_config.to_json_string(use_diff=False))
-    return "\n".join(texts)
-
-
-def _tokenizer_text(tokenizer: Any) -> str:
-    if tokenizer is None:
-        return ""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        return backend.to_str()
-    vocab = getattr(tokenizer, "get_vocab", None)
-    return json.dumps(vocab(), sort_keys=True) if callable(vocab) else type(tokenizer).__name__

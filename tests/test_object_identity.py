@@ -1,0 +1,261 @@
+"""In-memory model objects (issue 19, items 1-3, 7, 8): an object's identity covers everything that can change its
+vectors, or it is never cached and never shared; two distinct objects are never served one another's vectors."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import evalkit
+from evalkit.errors import EvalkitError
+from tests.conftest import STSB_TEST
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def small_sts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("identity-sts")
+    lines = STSB_TEST.read_text(encoding="utf-8").splitlines()
+    (folder / "test.tsv").write_text("\n".join(lines[:101]) + "\n", encoding="utf-8")
+    (folder / "small.toml").write_text(
+        'name = "IdSTSB"\ntype = "sts"\nsplit = "test"\n[files]\ntest = "test.tsv"\n[settings]\nmin_score = 0\nmax_score = 5\n',
+        encoding="utf-8",
+    )
+    return folder / "small.toml"
+
+
+@pytest.fixture(scope="module")
+def minilm() -> Any:
+    from sentence_transformers import SentenceTransformer
+
+    from evalkit.catalogue import resolve
+
+    return SentenceTransformer(str(resolve("all-MiniLM-L6-v2")), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_bert: Path) -> tuple[Any, Any]:
+    from transformers import AutoModel, AutoTokenizer
+
+    return AutoModel.from_pretrained(str(tiny_bert)), AutoTokenizer.from_pretrained(str(tiny_bert))
+
+
+def word_vector(seed: int, word: str, dim: int = 16) -> np.ndarray:
+    key = int.from_bytes(hashlib.sha256(word.lower().encode()).digest()[:8], "little")
+    return np.random.default_rng([seed, key]).standard_normal(dim)
+
+
+class BagOfWords:
+    """A plain encode object (no state_dict): a seeded random vector per word, summed."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.calls = 0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        return np.stack([sum((word_vector(self.seed, w) for w in t.split()), np.zeros(16)) for t in texts]).astype(np.float32)
+
+
+def _module_class() -> type:
+    import torch
+
+    class HashedEncoder(torch.nn.Module):
+        """An nn.Module with weights, a non-persistent buffer and a plain attribute, each of which changes the vectors."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.table = torch.nn.Embedding(997, 16)
+            self.register_buffer("scale", torch.ones(16), persistent=False)
+            self.power = 1.0
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            ids = [[int(hashlib.sha256(w.lower().encode()).hexdigest(), 16) % 997 for w in t.split()] or [0] for t in texts]
+            with torch.no_grad():
+                rows = [self.table(torch.tensor(i)).mean(0) * self.scale for i in ids]
+                out = torch.stack(rows)
+                return (out.sign() * out.abs() ** self.power).numpy()
+
+    return HashedEncoder
+
+
+def score(results: evalkit.Results) -> float:
+    assert not results.failed, [c.error for c in results.failed]
+    (cell,) = results.cells
+    assert cell.main_score is not None
+    return float(cell.main_score)
+
+
+def scores(results: evalkit.Results) -> dict[str, float]:
+    assert not results.failed, [c.error for c in results.failed]
+    return {c.encoder.split("@")[0]: float(c.main_score or 0) for c in results.cells}
+
+
+def true_score(obj: Any, task: Path, name: str = "truth") -> float:
+    return score(evalkit.evaluate({name: obj}, [task], progress=False, cache=False))
+
+
+# --- 1. an object without an identity is never cached and never shared ------------------------------------------
+
+
+def test_two_plain_objects_named_alike_are_never_served_each_others_vectors(small_sts: Path, tmp_path: Path) -> None:
+    from evalkit.cache import EmbeddingCache
+
+    first, second = BagOfWords(1), BagOfWords(2)
+    truth = true_score(BagOfWords(2), small_sts)
+    a = score(evalkit.evaluate({"mine": first}, [small_sts], progress=False, cache_dir=tmp_path))
+    # a fresh EmbeddingCache reads only what is on disk: as another process would
+    b = score(evalkit.evaluate({"mine": second}, [small_sts], progress=False, cache_dir=tmp_path))
+    assert a != pytest.approx(truth)
+    assert b == pytest.approx(truth, abs=1e-9)
+    assert second.calls > 0, "the second object's encode must be called"
+    assert EmbeddingCache(tmp_path).info().entries == 0, "an object without an identity must not be cached"
+
+
+def test_a_plain_object_mutated_between_calls_is_scored_afresh(small_sts: Path, tmp_path: Path) -> None:
+    obj = BagOfWords(3)
+    evalkit.evaluate({"mut": obj}, [small_sts], progress=False, cache_dir=tmp_path)
+    obj.seed = 4
+    assert score(evalkit.evaluate({"mut": obj}, [small_sts], progress=False, cache_dir=tmp_path)) == pytest.approx(
+        true_score(BagOfWords(4), small_sts), abs=1e-9
+    )
+
+
+# --- 2. from_transformers descriptions share a backbone only when their options match ----------------------------
+
+
+def test_from_transformers_descriptions_of_one_model_keep_their_own_max_length(bert: tuple[Any, Any], small_sts: Path) -> None:
+    from evalkit.encoders import from_transformers
+
+    model, tok = bert
+    short = true_score(from_transformers(model, tok, max_length=4), small_sts)
+    long = true_score(from_transformers(model, tok), small_sts)
+    assert short != pytest.approx(long)
+    for order in (("short", "long"), ("long", "short")):
+        descs = {"short": from_transformers(model, tok, max_length=4), "long": from_transformers(model, tok)}
+        got = scores(evalkit.evaluate({k: descs[k] for k in order}, [small_sts], progress=False, cache=False))
+        assert got["obj:short"] == pytest.approx(short, abs=1e-6) and got["obj:long"] == pytest.approx(long, abs=1e-6)
+
+
+def test_a_failed_layer_cell_shows_its_own_error_and_leaves_no_shared_state(bert: tuple[Any, Any], small_sts: Path) -> None:
+    from evalkit.encoders import from_transformers
+
+    model, tok = bert
+    short = true_score(from_transformers(model, tok, max_length=4), small_sts)
+    bad = evalkit.evaluate({"bad": from_transformers(model, tok, layer=99)}, [small_sts], progress=False, cache=False)
+    (cell,) = bad.cells
+    assert cell.status == "failed" and "layer=99 is out of range" in (cell.error or ""), cell.error
+    again = evalkit.evaluate({"short": from_transformers(model, tok, max_length=4)}, [small_sts], progress=False, cache=False)
+    assert score(again) == pytest.approx(short, abs=1e-6)
+
+
+# --- 3. every setting that changes vectors is part of the identity -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"truncate_dim": 8},
+        {"prompts": {"query": "query: ", "document": "passage: ", "x": "search: "}, "default_prompt_name": "x"},
+    ],
+    ids=["truncate_dim", "prompts"],
+)
+def test_sentence_transformer_settings_are_part_of_its_identity(
+    minilm: Any, small_sts: Path, tmp_path: Path, change: dict[str, Any]
+) -> None:
+    before = {k: getattr(minilm, k) for k in change}
+    out = tmp_path / "results"  # a resumed run must not reuse the result file either
+    plain = score(evalkit.evaluate({"st": minilm}, [small_sts], progress=False, cache_dir=tmp_path, output=out))
+    try:
+        for k, v in change.items():
+            setattr(minilm, k, v)
+        truth = true_score(minilm, small_sts)
+        got = score(evalkit.evaluate({"st": minilm}, [small_sts], progress=False, cache_dir=tmp_path, output=out))
+    finally:
+        for k, v in before.items():
+            setattr(minilm, k, v)
+    assert truth != pytest.approx(plain)
+    assert got == pytest.approx(truth, abs=1e-6)
+
+
+@pytest.mark.parametrize("what", ["non-persistent buffer", "plain attribute"])
+def test_a_module_s_buffers_and_attributes_are_part_of_its_identity(small_sts: Path, tmp_path: Path, what: str) -> None:
+    import torch
+
+    module = _module_class()()
+    out = tmp_path / "results"
+    evalkit.evaluate({"mod": module}, [small_sts], progress=False, cache_dir=tmp_path, output=out)
+    if what == "plain attribute":
+        module.power = 3.0
+    else:
+        with torch.no_grad():
+            module.scale.copy_(torch.linspace(0.1, 4.0, 16))
+    truth = true_score(module, small_sts)
+    got = score(evalkit.evaluate({"mod": module}, [small_sts], progress=False, cache_dir=tmp_path, output=out))
+    assert got == pytest.approx(truth, abs=1e-6)
+
+
+def test_two_distinct_objects_with_one_name_are_refused_not_merged(small_sts: Path) -> None:
+    cls = _module_class()
+    a, b = cls(), cls()
+    b.power = 3.0  # equal weights, different vectors
+    a.name = b.name = "twin"
+    with pytest.raises(EvalkitError, match="both named 'twin'"):
+        evalkit.evaluate([a, b], [small_sts], progress=False, cache=False)
+    # and the refusal left nothing registered: each alone runs, with its own score
+    assert true_score(a, small_sts, "twin") != pytest.approx(true_score(b, small_sts, "twin"))
+
+
+# --- 7. bad objects and options: a one-line EvalkitError or a true score, never a raw exception ------------------
+
+
+class _StateDictObject(BagOfWords):
+    def __init__(self, seed: int, kind: str) -> None:
+        super().__init__(seed)
+        self.kind = kind
+
+    def state_dict(self) -> Any:
+        if self.kind == "numpy":
+            return {"w": np.ones(3)}
+        if self.kind == "list":
+            return [1, 2, 3]
+        raise RuntimeError("state_dict is broken")
+
+
+@pytest.mark.parametrize("kind", ["numpy", "list", "raises"])
+def test_an_odd_state_dict_gives_a_score_or_a_one_line_error(small_sts: Path, kind: str) -> None:
+    obj = _StateDictObject(5, kind)
+    try:
+        got = score(evalkit.evaluate({"odd": obj}, [small_sts], progress=False))
+    except EvalkitError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert got == pytest.approx(true_score(BagOfWords(5), small_sts), abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"batch_size": "8"}, {"batch_size": True}, {"max_length": "4"}, {"max_length": 2.5}, {"pooling": 3}, {"name": 7}]
+)
+def test_from_transformers_refuses_bad_option_types_in_one_line(bert: tuple[Any, Any], kwargs: dict[str, Any]) -> None:
+    from evalkit.encoders import from_transformers
+
+    with pytest.raises(EvalkitError) as caught:
+        from_transformers(*bert, **kwargs)
+    assert "\n" not in str(caught.value)
+
+
+# --- 8. a call that raised leaves nothing registered --------------------------------------------------------------
+
+
+def test_a_call_that_raised_unregisters_its_objects(small_sts: Path) -> None:
+    with pytest.raises(EvalkitError):
+        evalkit.evaluate({"again": BagOfWords(6)}, ["NoSuchTaskAnywhere"], progress=False)
+    assert score(evalkit.evaluate({"again": BagOfWords(7)}, [small_sts], progress=False)) == pytest.approx(
+        true_score(BagOfWords(7), small_sts), abs=1e-9
+    )
