@@ -436,12 +436,14 @@ def _weighted_ranks(counts: np.ndarray, order: np.ndarray, starts: np.ndarray, g
 
     Copies of a unit tie with each other (and with equal-valued units), so a group of
     equal values holding ``w`` draws after ``c`` smaller ones has rank ``c + (w + 1) / 2``.
+    Counts are whole numbers, so every rank is exact however the sums are ordered.
     """
-    weights = counts[:, order]
-    if len(starts) < len(order):  # ties: sum each group's draws (reduceat of one-element groups is the identity)
-        weights = np.add.reduceat(weights, starts, axis=1)
+    if len(starts) < len(order):  # ties: each group's draws, summed in one pass (whole numbers: exact in any order)
+        weights = np.stack([np.bincount(group, weights=row, minlength=len(starts)) for row in counts])
+    else:  # np.take: the same gather as counts[:, order], several times faster
+        weights = np.take(counts, order, axis=1)
     group_ranks = np.cumsum(weights, axis=1) - (weights - 1) / 2
-    return group_ranks[:, group]
+    return np.take(group_ranks, group, axis=1)
 
 
 def spearman_counts(x: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
