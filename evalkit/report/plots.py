@@ -68,7 +68,7 @@ def _errors(board: Leaderboard, encoders: Sequence[str], column: str) -> np.ndar
     return err
 
 
-def point_labels(encoders: Sequence[str], x: Sequence[float], y: Sequence[float]) -> list[tuple[int, str]]:
+def point_labels(encoders: Sequence[str], x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> list[tuple[int, str]]:
     """(point drawn at, label) per place: encoders at one place (same x, same score to the 0.01 shown) share one stacked label.
 
     One label per encoder printed the names of points with equal coordinates on top of each other.
