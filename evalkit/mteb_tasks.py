@@ -266,6 +266,9 @@ def inherit(
     line = toml_line(source, "protocol") if source else None
     try:
         proto = protocol_of(text, field_name="protocol")
+        subset = split_name(text)[1]
+        if subset is not None:  # the subset a file names must exist, as for -t mteb:NAME:SUBSET
+            choose_subset(proto, subset)
     except DataError as exc:
         raise DataError(exc.message, path=path, line=line, field="protocol", hint=exc.hint) from None
     if proto.type != task_type:

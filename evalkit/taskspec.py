@@ -221,18 +221,19 @@ def task_from_data(raw: Any, *, path: Path, text: str = "") -> TaskSpec:
     return task
 
 
-def task_dirs(extra: Iterable[Path] = ()) -> list[Path]:
+def task_dirs(extra: Iterable[Path | str] | Path | str = ()) -> list[Path]:
+    """The task folders: evalkit's, ``EVALKIT_TASKS_PATH``'s, then ``extra`` (one folder, as a string or path, or several)."""
     dirs = [BUILTIN_TASKS_DIR]
     env = os.environ.get("EVALKIT_TASKS_PATH", "")
     dirs += [Path(p) for p in env.split(os.pathsep) if p]
-    dirs += [Path(p) for p in extra]
+    dirs += [Path(extra)] if isinstance(extra, str | os.PathLike) else [Path(p) for p in extra]  # "/path" is one folder
     return dirs
 
 
 class TaskIndex:
     """Task names → task files, from the task folders; names are case-insensitive."""
 
-    def __init__(self, dirs: Iterable[Path] = ()) -> None:
+    def __init__(self, dirs: Iterable[Path | str] | Path | str = ()) -> None:
         self._registry: Registry[Path] = Registry("task")
         for folder in task_dirs(dirs):
             if not folder.is_dir():

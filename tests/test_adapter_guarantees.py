@@ -172,3 +172,196 @@ def test_a_third_party_adapter_cannot_skip_the_check() -> None:
                 adapter.evaluate(Bad(), None, "test")  # type: ignore[arg-type]
     finally:
         ADAPTERS._entries.pop("raw-vectors", None)  # type: ignore[attr-defined]
+
+
+# ---- item 6: checking a task costs work proportional to its data ---------------------------------
+
+
+def check_task_cli(path: Path) -> tuple[int, str]:
+    """``evalkit run`` of a task with an encoder that never loads: the exit code and stderr of the up-front check."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "evalkit", "run", "-e", "tfidf:lexical", "-t", str(path), "-o", str(path.parent / "out"), "--no-cache"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
+    return done.returncode, done.stderr
+
+
+def test_clustering_draws_are_bounded_by_the_data(tmp_path: Path) -> None:
+    """n_experiments = 10000 x max_documents_per_cluster = 1e8 planned 1e12 draws (MemoryError after 137 s): now exit 2 at once."""
+    import time
+
+    path = small_clustering(tmp_path, n_experiments=10_000, max_documents_per_cluster=100_000_000)
+    start = time.perf_counter()
+    code, err = check_task_cli(path)
+    assert code == 2, err
+    assert time.perf_counter() - start < 60
+    assert "settings.max_documents_per_cluster" in err and "proportional to its data" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("n_experiments", [1, 7, 10_000])
+def test_clustering_work_bound_is_proportional(tmp_path: Path, n_experiments: int) -> None:
+    """Whatever the settings, what the check accepts plans at most max(2**24, 100 per document) draws."""
+    from evalkit.adapters.base import WORK_FLOOR, WORK_PER_ITEM
+    from evalkit.adapters.clustering import ClusteringAdapter
+    from evalkit.errors import DataError
+    from evalkit.taskspec import load_task_file
+
+    for per in (300, WORK_FLOOR // n_experiments, WORK_FLOOR // n_experiments + 1):
+        task = load_task_file(small_clustering(tmp_path, n_experiments=n_experiments, max_documents_per_cluster=per))
+        if n_experiments * per > max(WORK_FLOOR, WORK_PER_ITEM * 2000):
+            with pytest.raises(DataError, match="proportional"):
+                ClusteringAdapter().load(task, "test")
+        elif per <= 300 or n_experiments == 1:  # planning the largest accepted plans is slow: only the small ones run
+            _, plan = ClusteringAdapter().load(task, "test")
+            assert sum(len(g) for g in plan.groups) == n_experiments * per
+
+
+def test_senteval_folds_are_bounded_by_the_data(tmp_path: Path) -> None:
+    """SentEval's k outer x k inner folds over n examples: k_folds = 1000 on 2,000 examples is refused up front."""
+    rows = [{"text": f"text {i}", "label": i % 2} for i in range(2000)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    path = tmp_path / "t.toml"
+    path.write_text(
+        'name = "SE"\ntype = "classification"\nsplit = "test"\n[files]\ntest = "d.jsonl"\n'
+        '[settings]\nprotocol = "senteval"\nk_folds = 1000\n',
+        encoding="utf-8",
+    )
+    code, err = check_task_cli(path)
+    assert code == 2 and "settings.k_folds" in err and "proportional" in err, err
+
+
+# ---- item 7: input that would break a scorer is refused before any model loads --------------------
+
+
+def small_retrieval(tmp_path: Path, qrels: str) -> Path:
+    (tmp_path / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": f"d{i}", "title": "", "text": f"document {i}"}) + "\n" for i in range(4)), encoding="utf-8"
+    )
+    (tmp_path / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "a query"}) + "\n", encoding="utf-8")
+    (tmp_path / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels, encoding="utf-8")
+    path = tmp_path / "r.toml"
+    path.write_text(
+        'name = "R"\ntype = "retrieval"\nsplit = "test"\n[files]\ncorpus = "corpus.jsonl"\nqueries = "queries.jsonl"\ntest = "qrels.tsv"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.mark.parametrize("score", ["1e20", "2147483647", "1001", "-2147483649", "9223372036854775807"])
+def test_qrels_relevance_beyond_pytrec_eval_is_refused(tmp_path: Path, score: str) -> None:
+    """A qrels score of 1e20 passed validation, then pytrec_eval raised SystemError after the model loaded (exit 1); 2**31-1 took 56 s."""
+    path = small_retrieval(tmp_path, f"q1\td1\t{score}\n")
+    code, err = check_task_cli(path)
+    assert code == 2, err
+    assert "qrels.tsv:2" in err and "field 'score'" in err and "Traceback" not in err
+
+
+def test_qrels_relevance_within_range_scores(tmp_path: Path) -> None:
+    path = small_retrieval(tmp_path, "q1\td1\t1000\nq1\td2\t-3\n")
+    cell = run(HashEncoder(), path)
+    assert cell.status == "ok", cell.error
+
+
+def test_summarization_with_constant_relevance_is_refused_up_front(tmp_path: Path) -> None:
+    """Every text rating its machine summaries alike loaded the model, then failed: now exit 2 with file, line, field."""
+    records = [
+        {"human_summaries": ["h one", "h two"], "machine_summaries": ["m one", "m two", "m three"], "relevance": [3, 3, 3]},
+        {"human_summaries": ["h three"], "machine_summaries": ["m four", "m five"], "relevance": [1.5, 1.5]},
+    ]
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    path = tmp_path / "s.toml"
+    path.write_text('name = "S"\ntype = "summarization"\nsplit = "test"\n[files]\ntest = "s.jsonl"\n', encoding="utf-8")
+    code, err = check_task_cli(path)
+    assert code == 2 and "s.jsonl:1" in err and "field 'relevance'" in err, err
+
+
+# ---- item 9: data facts are stated -----------------------------------------------------------------
+
+
+def test_clustering_states_blank_texts_conflicting_labels_and_look_alike_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Blank texts, one text under two labels, and labels '1' / '01' clustered silently: each is now a warning."""
+    from evalkit.adapters.clustering import ClusteringAdapter
+    from evalkit.taskspec import load_task_file
+
+    data = tmp_path / "c.tsv"
+    data.write_text("text\tlabel\na cat\t1\na dog\t01\n \t2\na cat\t2\nan owl\t2\n", encoding="utf-8")
+    task = load_task_file(small_clustering(tmp_path, data=data, max_documents_per_cluster=10))
+    ClusteringAdapter().validate(task)
+    err = capsys.readouterr().err
+    assert f"{data}:4: empty or whitespace-only text in column 'text'" in err
+    assert f"{data}:5: text repeated with a different label: 1 row: line 5 (as line 2)" in err
+    assert "'1' (line 2) / '01' (line 3)" in err
+    cell = run(HashEncoder(), small_clustering(tmp_path, data=data, max_documents_per_cluster=10))
+    assert cell.status == "ok" and len(cell.warnings) == 3, cell.warnings
+
+
+def test_clustering_sets_of_two_types_are_refused(tmp_path: Path) -> None:
+    """Sets 1 and '1' would be two clustering sets: refused like labels of two types."""
+    rows = [{"text": f"t{i}", "label": i % 2, "set": 1 if i < 4 else "1"} for i in range(8)]
+    data = tmp_path / "c.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    path = tmp_path / "legacy.toml"
+    path.write_text(
+        f'name = "L"\ntype = "clustering"\nsplit = "test"\n[files]\ntest = "{data}"\n[settings]\nmode = "legacy"\n', encoding="utf-8"
+    )
+    code, err = check_task_cli(path)
+    assert code == 2 and "c.jsonl:5" in err and "field 'set'" in err, err
+
+
+def test_clustering_of_the_shipped_tasks_states_nothing_new(capsys: pytest.CaptureFixture[str]) -> None:
+    from evalkit.adapters.clustering import ClusteringAdapter
+    from evalkit.taskspec import TaskIndex
+
+    for name in ("EmotionClustering", "Banking77Clustering"):
+        task = TaskIndex().get(name)
+        assert ClusteringAdapter().load(task, task.split)[0].warnings == ()
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_duplicated_summarization_record_is_stated(tmp_path: Path) -> None:
+    """A record given twice counted twice without a word: now a warning in the result."""
+    lines = (TASKS / "data/summarization/summeval/test.jsonl").read_text(encoding="utf-8").splitlines()[:6]
+    (tmp_path / "s.jsonl").write_text("\n".join([*lines, lines[2]]) + "\n", encoding="utf-8")
+    path = tmp_path / "s.toml"
+    path.write_text('name = "S"\ntype = "summarization"\nsplit = "test"\n[files]\ntest = "s.jsonl"\n', encoding="utf-8")
+    cell = run(HashEncoder(), path)
+    assert cell.status == "ok"
+    assert any(
+        "s.jsonl:7: duplicate row (same summaries and relevance as an earlier row): 1 row: line 7 (as line 3)" in w for w in cell.warnings
+    )
+
+
+def test_mteb_protocol_subset_must_exist(tmp_path: Path) -> None:
+    """protocol = "mteb:STS17:xx-yy" loaded as if the subset existed: now exit 2 naming the protocol line."""
+    pytest.importorskip("mteb")
+    from evalkit.errors import DataError
+    from evalkit.taskspec import load_task_file
+
+    data = TASKS / "data/sts/stsbenchmark/test.tsv"
+    for subset, ok in (("xx-yy", False), ("en-en", True)):
+        path = tmp_path / f"{subset}.toml"
+        path.write_text(
+            f'name = "Mine"\ntype = "sts"\nprotocol = "mteb:STS17:{subset}"\nsplit = "test"\n[files]\ntest = "{data}"\n', encoding="utf-8"
+        )
+        if ok:
+            assert load_task_file(path).protocol == "mteb:STS17:en-en"
+        else:
+            with pytest.raises(DataError, match="no subset 'xx-yy'") as caught:
+                load_task_file(path)
+            assert caught.value.line == 3 and caught.value.field == "protocol"
+
+
+def test_tasks_dir_as_one_string_is_one_folder(tmp_path: Path) -> None:
+    """tasks_dir="/path" was read one character at a time ('/', 'p', ...): now it is the folder."""
+    folder = tmp_path / "mytasks"
+    folder.mkdir()
+    small_retrieval(folder, "q1\td1\t1\n")
+    for given in (str(folder), folder):
+        (cell,) = list(evalkit.evaluate({"h": HashEncoder()}, ["R"], tasks_dir=given, progress=False, cache=False))  # type: ignore[arg-type]
+        assert cell.status == "ok" and cell.task == "R"

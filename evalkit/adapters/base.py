@@ -258,6 +258,25 @@ def fit_if_needed(encoder: Encoder, texts: Sequence[str]) -> None:
         encoder.fit(list(dict.fromkeys(texts)))
 
 
+# ---- checking a task costs work proportional to its data -------------------------------------------
+WORK_FLOOR = 1 << 24
+"""Work (draws, stored fold indices) any task may plan, whatever its size: mteb's default clustering plans 163,840."""
+WORK_PER_ITEM = 100
+"""Beyond the floor, work allowed per data item (document, example): planning stays O(data) for every setting."""
+
+
+def check_work(task: TaskSpec, field: str, work: int, items: int, what: str) -> None:
+    """Refuse settings whose plan would cost more than ``max(WORK_FLOOR, WORK_PER_ITEM * items)`` (exit 2, before any model loads)."""
+    limit = max(WORK_FLOOR, WORK_PER_ITEM * items)
+    if work > limit:
+        raise task.error(
+            field,
+            f"{what} come to {work:,}, more than the {limit:,} allowed for {items:,} data items "
+            f"(at most {WORK_FLOOR:,}, or {WORK_PER_ITEM} per item): checking a task stays proportional to its data",
+            hint="lower the setting",
+        )
+
+
 def finite(value: float) -> float | None:
     """JSON has no NaN: undefined metrics (e.g. a constant similarity) become None."""
     return None if value is None or not np.isfinite(value) else float(value)

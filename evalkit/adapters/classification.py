@@ -51,7 +51,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from evalkit import subset
-from evalkit.adapters.base import TaskAdapter, TaskOutcome, embed, emit, fit_if_needed, quality_warnings, where
+from evalkit.adapters.base import TaskAdapter, TaskOutcome, check_work, embed, emit, fit_if_needed, quality_warnings, where
 from evalkit.data import Row, read_many
 from evalkit.encoders.base import Encoder
 from evalkit.errors import DataError
@@ -378,6 +378,8 @@ class ClassificationAdapter(TaskAdapter):
         """SentEval's ``InnerKFoldClassifier`` folds, outer and inner, from labels alone: every training part must hold two labels."""
         data = limited(self.load(task, split), task)
         k = settings.k_folds or SENTEVAL_K_FOLDS
+        n = len(data.labels)  # each of k outer folds plans k inner folds over its n(k-1)/k examples
+        check_work(task, "settings.k_folds", k * k * n, n, f"k_folds^2 x examples = {k}^2 x {n:,} planned fold indices")
         labels = np.asarray(data.labels)
         counts = Counter(data.labels)
         if len(counts) < 2:

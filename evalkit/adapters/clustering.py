@@ -40,7 +40,7 @@ import numpy as np
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from evalkit import subset
-from evalkit.adapters.base import TaskAdapter, TaskOutcome, embed, fit_if_needed
+from evalkit.adapters.base import TaskAdapter, TaskOutcome, check_work, embed, emit, fit_if_needed, quality_warnings, where
 from evalkit.adapters.records import Record, parse_record
 from evalkit.data import Row, read_many
 from evalkit.encoders.base import Encoder
@@ -143,6 +143,7 @@ class Documents:
     labels: list[int | str]
     sets: list[int | str | None] | None
     rows: list[Row]
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,8 +151,27 @@ class Plan:
     """What gets clustered, fixed before any model loads: v2 draws, or legacy sets (indices into the documents)."""
 
     embedded: list[int]
-    groups: list[list[int]]  # v2: per experiment, positions into ``embedded``; legacy: per set, document indices
+    groups: list[np.ndarray]  # int64; v2: per experiment, positions into ``embedded`` (mteb's draws); legacy: per set, document indices
     n_clusters: list[int]
+
+
+def _look_alike_labels(rows: list[Row], labels: list[int | str], column: str) -> list[str]:
+    """String labels that read alike (``'1'``, ``'01'``, ``' 1'``; ``'Sports'``, ``'sports'``): different clusters, said."""
+    spellings: dict[str, dict[str, int]] = {}
+    for i, label in enumerate(labels):
+        if not isinstance(label, str):
+            return []
+        text = label.strip().casefold()
+        key = str(int(text)) if text.lstrip("+-").isdigit() and len(text) < 20 else text
+        spellings.setdefault(key, {}).setdefault(label, rows[i].line)
+    clashes = [
+        " / ".join(f"{k!r} (line {line})"[:60] for k, line in list(found.items())[:3]) for found in spellings.values() if len(found) > 1
+    ]
+    if not clashes:
+        return []
+    shown = "; ".join(clashes[:3]) + (f"; and {len(clashes) - 3} more" if len(clashes) > 3 else "")
+    head = f"{where(rows[0].path, None)}: field '{column}': {len(clashes)} labels spelt differently read alike"
+    return [f"{head}; each spelling is its own cluster: {shown}"]
 
 
 def v_measures(labels: np.ndarray, assigned: np.ndarray) -> tuple[float, float]:
@@ -172,7 +192,7 @@ class ClusteringAdapter(TaskAdapter):
         return METRICS[settings.mode]
 
     def validate(self, task: TaskSpec, split: str | None = None) -> None:
-        self.load(task, split or task.split)
+        emit(self.load(task, split or task.split)[0].warnings)
 
     def load(self, task: TaskSpec, split: str) -> tuple[Documents, Plan]:
         """The documents and the whole sampling plan; every data problem surfaces here, before a model loads."""
@@ -184,7 +204,11 @@ class ClusteringAdapter(TaskAdapter):
             if keep is not None:
                 pick = subset.pick
                 documents = Documents(
-                    pick(documents.texts, keep), pick(documents.labels, keep), sets and pick(sets, keep), pick(documents.rows, keep)
+                    pick(documents.texts, keep),
+                    pick(documents.labels, keep),
+                    sets and pick(sets, keep),
+                    pick(documents.rows, keep),
+                    documents.warnings,
                 )
         plan = self._plan_v2(documents, opts, task) if opts.mode == "v2" else self._plan_legacy(documents, opts)
         return documents, plan
@@ -193,6 +217,7 @@ class ClusteringAdapter(TaskAdapter):
         columns = opts.columns.model_dump()
         texts, labels, sets, rows = [], [], [], []
         kind: type | None = None
+        set_kind: type | None = None
         has_set: bool | None = None
         for row in read_many(task.files_for(split), [columns["text"], columns["label"]]):
             record = parse_record(ClusteringRecord, row, columns)
@@ -205,6 +230,15 @@ class ClusteringAdapter(TaskAdapter):
                     hint="use one type for all labels (1 and '1' would be different clusters)",
                 )
             kind = type(record.label)
+            if record.set is not None and set_kind is not None and type(record.set) is not set_kind:
+                raise DataError(
+                    f"set {record.set!r} is a {type(record.set).__name__} but earlier sets are {set_kind.__name__}s",
+                    path=row.path,
+                    line=row.line,
+                    field=columns["set"],
+                    hint="use one type for all sets (1 and '1' would be different clustering sets)",
+                )
+            set_kind = type(record.set) if record.set is not None else set_kind
             if opts.mode == "v2" and record.label == -1:
                 raise DataError(
                     "label -1 is refused in v2 mode",
@@ -226,9 +260,27 @@ class ClusteringAdapter(TaskAdapter):
             labels.append(record.label)
             sets.append(record.set)
             rows.append(row)
-        return Documents(texts, labels, sets if has_set else None, rows)
+        notes = quality_warnings(
+            rows,
+            {columns["text"]: texts},
+            key=lambda i: (sets[i], texts[i]),  # a text may recur in another clustering set
+            target=labels,
+            what="text",
+        )
+        notes += _look_alike_labels(rows, labels, columns["label"])
+        return Documents(texts, labels, sets if has_set else None, rows, tuple(notes))
 
     def _plan_v2(self, docs: Documents, opts: ClusteringSettings, task: TaskSpec) -> Plan:
+        check_work(
+            task,
+            "settings.max_documents_per_cluster",
+            opts.n_experiments * opts.max_documents_per_cluster,
+            len(docs.texts),
+            f"n_experiments x max_documents_per_cluster = {opts.n_experiments:,} x {opts.max_documents_per_cluster:,} draws",
+        )
+        return self._draw_v2(docs, opts, task)
+
+    def _draw_v2(self, docs: Documents, opts: ClusteringSettings, task: TaskSpec) -> Plan:
         """mteb's ``_evaluate_subset`` and ``_evaluate_clustering_bootstrapped``, up to the point where vectors are needed."""
         n = len(docs.texts)
         rng = random.Random(opts.seed)
@@ -258,7 +310,8 @@ class ClusteringAdapter(TaskAdapter):
             raise task.error(
                 "settings.max_documents_per_cluster", f"{opts.max_documents_per_cluster} documents per experiment cannot form {k} clusters"
             )
-        draws = [rng.choices(range(len(embedded)), k=opts.max_documents_per_cluster) for _ in range(opts.n_experiments)]
+        size = opts.max_documents_per_cluster
+        draws = [np.fromiter(rng.choices(range(len(embedded)), k=size), dtype=np.int64, count=size) for _ in range(opts.n_experiments)]
         return Plan(embedded, draws, [k] * opts.n_experiments)
 
     def _plan_legacy(self, docs: Documents, opts: ClusteringSettings) -> Plan:
@@ -279,7 +332,7 @@ class ClusteringAdapter(TaskAdapter):
                     hint="mteb would score such a set 1.0 without clustering it",
                 )
             sizes.append(len(labels))
-        return Plan(list(range(len(docs.texts))), list(groups.values()), sizes)
+        return Plan(list(range(len(docs.texts))), [np.asarray(g, dtype=np.int64) for g in groups.values()], sizes)
 
     def evaluate(self, encoder: Encoder, task: TaskSpec, split: str) -> TaskOutcome:
         from sklearn.cluster import MiniBatchKMeans
@@ -320,6 +373,7 @@ class ClusteringAdapter(TaskAdapter):
                 "n_clusters": plan.n_clusters if opts.mode == "legacy" else plan.n_clusters[0],
                 "seed": opts.seed,
             },
+            warnings=docs.warnings,
         )
 
     def score_units(self, units: Mapping[str, Any], index: np.ndarray) -> float:

@@ -35,6 +35,7 @@ from evalkit.taskspec import TaskSpec
 DEFAULT_K = (1, 3, 5, 10, 20, 100, 1000)
 FAMILIES = ("ndcg_at", "map_at", "recall_at", "precision_at", "hit_rate_at", "mrr_at")
 FILE_GROUPS = ("corpus", "queries")  # every other group is a split of qrels
+RELEVANCE_RANGE = (-(2**31), 1000)  # pytrec_eval reads a C int, and its work grows with the largest level (2**31-1: 56 s a query)
 
 
 class RetrievalSettings(Schema):
@@ -179,8 +180,15 @@ class RetrievalAdapter(TaskAdapter):
         for path in task.files_for(split):
             for row in read_rows(path, ["query-id", "corpus-id", "score"]):
                 query_id, doc_id, value = str(row.get("query-id")), str(row.get("corpus-id")), row.number("score")
-                if value != int(value):
-                    raise DataError(f"relevance must be an integer, got {value}", path=row.path, line=row.line, field="score")
+                low, high = RELEVANCE_RANGE
+                if value != int(value) or not low <= value <= high:
+                    raise DataError(
+                        f"relevance must be an integer from {low} to {high}, got {value:g}",
+                        path=row.path,
+                        line=row.line,
+                        field="score",
+                        hint="graded relevance is a small integer; pytrec_eval fails on larger ones, or works per level up to them",
+                    )
                 if query_id not in queries:
                     unknown_queries.append(f"{query_id} (line {row.line})")
                     continue

@@ -36,7 +36,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from evalkit import subset
-from evalkit.adapters.base import TaskAdapter, TaskOutcome, embed, finite, fit_if_needed
+from evalkit.adapters.base import TaskAdapter, TaskOutcome, embed, emit, finite, fit_if_needed, quality_warnings, where
 from evalkit.adapters.records import Record, parse_record
 from evalkit.data import Row, read_many
 from evalkit.encoders.base import Encoder
@@ -101,6 +101,7 @@ class Summaries:
     machine: list[list[str]]
     gold: list[np.ndarray]  # normalised relevance per machine summary
     rows: list[Row]
+    warnings: tuple[str, ...] = ()
 
 
 def best_scores(machine: np.ndarray, human: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -151,7 +152,7 @@ class SummarizationAdapter(TaskAdapter):
     metrics: ClassVar[tuple[str, ...]] = (*METRICS[:4], "spearman", "pearson")
 
     def validate(self, task: TaskSpec, split: str | None = None) -> None:
-        self.load(task, split or task.split)
+        emit(self.load(task, split or task.split).warnings)
 
     def load(self, task: TaskSpec, split: str) -> Summaries:
         opts = task.settings_as(SummarizationSettings)
@@ -182,8 +183,39 @@ class SummarizationAdapter(TaskAdapter):
             machine.append(record.machine_summaries)
             gold.append((scores - opts.min_score) / (opts.max_score - opts.min_score))
             rows.append(row)
+        relevance = columns["relevance"]
+        constant = [i for i, scores in enumerate(gold) if scores.min() == scores.max()]
+        if len(constant) == len(rows):
+            raise DataError(
+                "every text's machine summaries share one relevance score; no text has a correlation to average",
+                path=rows[0].path,
+                line=rows[0].line,
+                field=relevance,
+                hint="each text needs at least two different relevance scores",
+            )
+        notes = quality_warnings(
+            rows,
+            {},
+            key=lambda i: (tuple(human[i]), tuple(machine[i])),
+            target=[tuple(g.tolist()) for g in gold],
+            what="summaries",
+            target_name="relevance",
+        )
+        if constant:
+            first = rows[constant[0]]
+            notes.append(
+                f"{where(first.path, first.line)}: field '{relevance}': {len(constant)} texts rate every machine summary alike; "
+                "they have no correlation and are skipped, as in MTEB"
+            )
         keep = subset.sample(len(rows), subset.limit_of(task))  # --limit: every text checked above, a sample scored
-        return Summaries(subset.pick(human, keep), subset.pick(machine, keep), subset.pick(gold, keep), subset.pick(rows, keep))
+        if keep is not None and all(gold[i].min() == gold[i].max() for i in keep):
+            raise DataError(
+                f"the {len(keep)} texts of --limit {task.limit} each rate their machine summaries alike; none has a correlation",
+                path=rows[0].path,
+                field="--limit",
+            )
+        picked = (subset.pick(human, keep), subset.pick(machine, keep), subset.pick(gold, keep), subset.pick(rows, keep))
+        return Summaries(*picked, warnings=tuple(notes))
 
     def evaluate(self, encoder: Encoder, task: TaskSpec, split: str) -> TaskOutcome:
         opts = task.settings_as(SummarizationSettings)
@@ -209,6 +241,8 @@ class SummarizationAdapter(TaskAdapter):
                 rho, r = correlate(gold, predicted, opts.average_pvalues)
                 per_text[f"{name}_spearman"].append(finite(rho))
                 per_text[f"{name}_pearson"].append(finite(r))
+            if per_text["cosine_spearman"][-1] is None:  # undefined on this text: counted with the skipped ones, never dropped unsaid
+                skipped.append(i)
         scores: dict[str, float | None] = {}
         for metric, values in per_text.items():
             defined = [v for v in values if v is not None]
@@ -228,6 +262,7 @@ class SummarizationAdapter(TaskAdapter):
                 if opts.average_pvalues
                 else "mteb SummEvalSummarization.v2",
             },
+            warnings=data.warnings,
         )
 
     def score_units(self, units: Mapping[str, Any], index: np.ndarray) -> float:
