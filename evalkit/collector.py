@@ -15,7 +15,9 @@ by the next collection, which :func:`release` runs at once when the memory is
 needed for the next model.
 
 Outside a run context every function here does nothing: a library call leaves the
-caller's collector exactly as it found it.
+caller's collector exactly as it found it. Inside one whose caller had frozen objects
+(``gc.freeze()`` before ``evaluate``), nothing is frozen or thawed either: ``gc.unfreeze``
+thaws the whole permanent generation and would undo the caller's freeze.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import gc
 import sys
 from collections.abc import Iterator
 
-from evalkit.context import active
+from evalkit.context import active, may_freeze
 
 
 @contextlib.contextmanager
@@ -39,7 +41,7 @@ def loading() -> Iterator[None]:
     try:
         yield
     finally:
-        if len(sys.modules) > modules:  # a second load of a model imports nothing: its few objects stay collectable
+        if len(sys.modules) > modules and may_freeze():  # a second load imports nothing: its few objects stay collectable
             gc.freeze()
         if was_enabled:
             gc.enable()
@@ -47,7 +49,7 @@ def loading() -> Iterator[None]:
 
 def closed() -> None:
     """A model was dropped: thaw the heap so its reference cycles can be collected (no walk now; see ``release``)."""
-    if active() is not None:
+    if may_freeze():
         gc.unfreeze()
 
 
@@ -60,7 +62,8 @@ def release() -> None:
     """
     if active() is None:
         return
-    gc.unfreeze()
+    if may_freeze():  # a caller's frozen objects stay frozen: unfreeze() cannot tell theirs from ours
+        gc.unfreeze()
     gc.collect()
     if sys.platform.startswith("linux"):
         import ctypes

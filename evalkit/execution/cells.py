@@ -170,29 +170,26 @@ def check_task(task: TaskSpec, split: str) -> None:
     adapter.validate(task, split)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed every generator a cell may touch, so the same run twice gives bit-identical scores."""
-    import random
-    import sys
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.manual_seed(seed)
-
-
 def evaluate_cell(encoder: MeteredEncoder, cell: Cell) -> CellResult:
     """Score one cell; a failure becomes a 'failed' result with its error, not an exception.
 
     A main score that comes out undefined (NaN or None: every gold score equal, a
     constant similarity, a degenerate split) is a failure too, with the reason, so no
     ``ok`` result ever lacks a number. The adapter's data warnings go into the result.
+
+    The global generators (``random``, NumPy, torch) are seeded for the cell, so the same
+    run twice gives bit-identical scores, and the caller's states are put back after it.
     """
+    import numpy  # noqa: F401  (seeded() seeds the generators of the libraries imported by then)
+
+    from evalkit.context import seeded
+
     encoder.reset()
-    seed_everything(SEEDS["global"])
+    with seeded(SEEDS["global"]):
+        return _score_cell(encoder, cell)
+
+
+def _score_cell(encoder: MeteredEncoder, cell: Cell) -> CellResult:
     base = {**header(cell), **identity(cell)}
     try:
         adapter = adapter_for(cell.task.type)

@@ -79,7 +79,15 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask, read without changing it (``/proc/self/status``; setting it, even back, races other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc (macOS): the only portable read is a write; put it back at once
     os.umask(mask)
     return mask
 
