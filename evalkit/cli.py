@@ -28,11 +28,25 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(USAGE_EXIT_CODE)
 
 
+class VersionAction(argparse.Action):
+    """``--version``: the version and whether the installed packages are the locked, tested set."""
+
+    def __init__(self, option_strings: Sequence[str], version: str, dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS, help="show the version and whether the lock is installed")
+        self.version = version
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> NoReturn:
+        from evalkit.environment import version_line
+
+        print(version_line(self.version))
+        raise SystemExit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from evalkit import __version__
 
     parser = Parser(prog="evalkit", description="Evaluate and benchmark sentence encoders.")
-    parser.add_argument("--version", action="version", version=f"evalkit {__version__}")
+    parser.add_argument("--version", action=VersionAction, version=__version__)
     sub = parser.add_subparsers(title="commands")
     for name in COMMANDS:
         importlib.import_module(f"evalkit.commands.{name}").register(sub)

@@ -58,3 +58,47 @@ def environment() -> dict[str, Any]:
                 "count": torch.cuda.device_count(),
             }
     return env
+
+
+def lock_differences(lock_dir: str | os.PathLike[str] | None = None) -> tuple[int, list[str]] | None:
+    """How the installed packages differ from the lock beside this checkout: (packages locked, differences).
+
+    ``None`` where there is no lock (evalkit installed from a wheel, with the ranges of its metadata).
+    Local version labels are ignored (the lock's ``torch==2.13.0`` is the installed ``2.13.0+cpu``).
+    """
+    import re
+    from pathlib import Path
+
+    folder = Path(lock_dir) if lock_dir is not None else Path(__file__).resolve().parent.parent / "lock"
+    pins: dict[str, str] = {}
+    for name in ("torch.txt", "requirements.txt", "no-deps.txt"):
+        try:
+            text = (folder / name).read_text(encoding="utf-8")
+        except OSError:
+            if name == "requirements.txt":
+                return None
+            continue
+        for match in re.finditer(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", text, re.MULTILINE):
+            pins[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
+    differences = []
+    for name, locked in sorted(pins.items()):
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            differences.append(f"{name} not installed (locked {locked})")
+            continue
+        if installed.split("+")[0] != locked.split("+")[0]:
+            differences.append(f"{name} {installed} (locked {locked})")
+    return len(pins), differences
+
+
+def version_line(version: str) -> str:
+    """``evalkit --version``: the version, and whether the installed set is the tested one (the lock)."""
+    found = lock_differences()
+    if found is None:
+        return f"evalkit {version} (no lock beside this install: dependencies as pip resolved pyproject's ranges)"
+    count, differences = found
+    if not differences:
+        return f"evalkit {version} (installed set = lock/requirements.txt, {count} packages)"
+    shown = ", ".join(differences[:3]) + (f", and {len(differences) - 3} more" if len(differences) > 3 else "")
+    return f"evalkit {version} (installed set differs from the lock in {len(differences)} of {count} packages: {shown}; scripts/bootstrap installs the lock)"

@@ -18,10 +18,33 @@ pytestmark = pytest.mark.slow
 
 
 def test_every_subpackage_is_listed_for_the_wheel() -> None:
-    """pyproject lists the packages explicitly (tasks/ is mapped in): a new subpackage must not be left out of wheels."""
+    """pyproject lists the packages explicitly (tasks/ is mapped in): a new subpackage or data folder must not be left out.
+
+    Data folders (tasks/data/..., report/templates) are listed too: setuptools warns about data in unlisted folders.
+    """
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "evalkit").rglob("__init__.py")}
-    assert found | {"evalkit.tasks"} == listed
+    data = {"evalkit.report.templates"} | {
+        ".".join(("evalkit", *d.relative_to(REPO).parts)) for d in [REPO / "tasks", *(REPO / "tasks").rglob("*")] if d.is_dir() and d.name != "__pycache__"
+    }
+    assert found | data == listed
+
+
+def test_the_wheel_builds_without_a_setuptools_warning(tmp_path: Path) -> None:
+    """The new user's 26 BuildBackendWarning blocks: a clean build prints none."""
+    source = tmp_path / "src"  # a copy: an in-tree build leaves build/ and an egg-info whose entry points shadow the install
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    for folder in ("evalkit", "tasks"):
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-v", "-w", str(tmp_path / "dist"), str(source)],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert "Warning" not in built.stdout + built.stderr, [line for line in (built.stdout + built.stderr).splitlines() if "Warning" in line][:5]
 
 
 def test_a_wheel_installed_outside_the_checkout_runs_a_builtin_task(tmp_path: Path) -> None:
