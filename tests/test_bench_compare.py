@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from evalkit.cli import main
 from evalkit.errors import DataError, EvalkitError
-from evalkit.gate_speed import judge, speed_checks
+from evalkit.gate.speed import judge, speed_checks
 from evalkit.report.gate_summary import render_speed_markdown
 from evalkit.schemas.base import parse
 from evalkit.schemas.rules import RulesFile

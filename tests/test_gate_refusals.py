@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from evalkit.cli import main as evalkit
 from evalkit.errors import EvalkitError
-from evalkit.gate_rules import load_rules
+from evalkit.gate.rules import load_rules
 from evalkit.results import CellResult, ResultStore
 from evalkit.schemas.bootstrap import N_BOOT_MAX, N_BOOT_MIN, BootstrapSettings
 from evalkit.stats import Bootstrap, spearman

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evalkit.cli import main as evalkit
-from evalkit.gate_correction import adjust, benjamini_hochberg, holm
+from evalkit.gate.correction import adjust, benjamini_hochberg, holm
 from evalkit.results import CellResult, ResultStore
 from evalkit.stats import spearman
 from tests.test_gate_refusals import folder, refused, sts_cell

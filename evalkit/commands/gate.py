@@ -45,8 +45,8 @@ def register(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from evalkit.gate import gate_folders
-    from evalkit.gate_rules import load_rules
+    from evalkit.gate.judge import gate_folders
+    from evalkit.gate.rules import load_rules
     from evalkit.report.gate_summary import render_gate
     from evalkit.results.store import atomic_write
 

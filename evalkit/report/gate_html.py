@@ -16,7 +16,7 @@ from evalkit.report.formats import plain
 from evalkit.report.gate_summary import METHOD_NAMES, _num, check_cells, check_headers, verdict
 
 if TYPE_CHECKING:
-    from evalkit.gate import GateReport
+    from evalkit.gate.check import GateReport
 
 
 def _template() -> Any:

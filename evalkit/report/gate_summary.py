@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from evalkit.report.formats import code_md, escape_md, fmt_p
 
 if TYPE_CHECKING:
-    from evalkit.gate import Check, GateReport
-    from evalkit.gate_drilldown import Drilldown
-    from evalkit.gate_speed import SpeedCheck
+    from evalkit.gate.check import Check, GateReport
+    from evalkit.gate.drilldown import Drilldown
+    from evalkit.gate.speed import SpeedCheck
     from evalkit.stats import Interval
 
 METHOD_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "none"}

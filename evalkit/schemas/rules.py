@@ -74,4 +74,4 @@ class RulesFile(Schema):
     bootstrap: BootstrapSettings = BootstrapSettings()
     task_type: dict[Name, RuleOverrides] = Field(default_factory=dict, description="per task type (sts, classification, ...)")
     task: dict[Name, RuleOverrides] = Field(default_factory=dict, description="per task, by name (case-insensitive)")
-    speed: SpeedRules = SpeedRules()  # [speed]: paired speed comparisons (evalkit.gate_speed)
+    speed: SpeedRules = SpeedRules()  # [speed]: paired speed comparisons (evalkit.gate.speed)

@@ -33,8 +33,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def run_gate(baseline: Path | str, candidate: Path | str, rules: Path | str | None = None, match: Sequence[str] = ()) -> Any:
     """The gate's report; ``pytest.fail`` with its Markdown summary when a check regresses."""
-    from evalkit.gate import gate_folders
-    from evalkit.gate_rules import load_rules
+    from evalkit.gate.judge import gate_folders
+    from evalkit.gate.rules import load_rules
     from evalkit.report.gate_summary import render_gate
 
     report = gate_folders(Path(baseline), Path(candidate), load_rules(Path(rules) if rules else None), match)
