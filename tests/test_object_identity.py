@@ -30,15 +30,6 @@ def small_sts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def minilm() -> Any:
-    from sentence_transformers import SentenceTransformer
-
-    from evalkit.catalogue import resolve
-
-    return SentenceTransformer(str(resolve("all-MiniLM-L6-v2")), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def bert(tiny_bert: Path) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
@@ -158,6 +149,17 @@ def test_a_failed_layer_cell_shows_its_own_error_and_leaves_no_shared_state(bert
 # --- 3. every setting that changes vectors is part of the identity -----------------------------------------------
 
 
+def fresh_minilm(**settings: Any) -> Any:
+    from sentence_transformers import SentenceTransformer
+
+    from evalkit.catalogue import resolve
+
+    model = SentenceTransformer(str(resolve("all-MiniLM-L6-v2")), device="cpu")
+    for key, value in settings.items():
+        setattr(model, key, value)
+    return model
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -166,20 +168,11 @@ def test_a_failed_layer_cell_shows_its_own_error_and_leaves_no_shared_state(bert
     ],
     ids=["truncate_dim", "prompts"],
 )
-def test_sentence_transformer_settings_are_part_of_its_identity(
-    minilm: Any, small_sts: Path, tmp_path: Path, change: dict[str, Any]
-) -> None:
-    before = {k: getattr(minilm, k) for k in change}
+def test_sentence_transformer_settings_are_part_of_its_identity(small_sts: Path, tmp_path: Path, change: dict[str, Any]) -> None:
     out = tmp_path / "results"  # a resumed run must not reuse the result file either
-    plain = score(evalkit.evaluate({"st": minilm}, [small_sts], progress=False, cache_dir=tmp_path, output=out))
-    try:
-        for k, v in change.items():
-            setattr(minilm, k, v)
-        truth = true_score(minilm, small_sts)
-        got = score(evalkit.evaluate({"st": minilm}, [small_sts], progress=False, cache_dir=tmp_path, output=out))
-    finally:
-        for k, v in before.items():
-            setattr(minilm, k, v)
+    plain = score(evalkit.evaluate({"st": fresh_minilm()}, [small_sts], progress=False, cache_dir=tmp_path, output=out))
+    got = score(evalkit.evaluate({"st": fresh_minilm(**change)}, [small_sts], progress=False, cache_dir=tmp_path, output=out))
+    truth = true_score(fresh_minilm(**change), small_sts)
     assert truth != pytest.approx(plain)
     assert got == pytest.approx(truth, abs=1e-6)
 
