@@ -175,7 +175,7 @@ def build(
     for column in aggregates:
         members = members_of[column]
         score[column] = score[members].mean(axis=1, skipna=False)
-        if len(members) == 1 and not need_reps:  # the mean of one task is that task, interval included
+        if ranks and len(members) == 1 and not need_reps:  # the mean of one task is that task, interval included
             low[column], high[column] = low[members[0]], high[members[0]]
             continue
         for encoder in encoders:
