@@ -243,6 +243,15 @@ def test_from_transformers_refuses_bad_option_types_in_one_line(bert: tuple[Any,
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("which", ["model", "tokenizer"])
+def test_from_transformers_refuses_what_is_not_a_model_or_tokenizer(bert: tuple[Any, Any], which: str) -> None:
+    from evalkit.encoders import from_transformers
+
+    model, tok = bert
+    with pytest.raises(EvalkitError, match=which):
+        from_transformers(BagOfWords(0), tok) if which == "model" else from_transformers(model, None)
+
+
 # --- 8. a call that raised leaves nothing registered --------------------------------------------------------------
 
 

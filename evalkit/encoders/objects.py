@@ -78,6 +78,14 @@ def from_transformers(
     """
     from evalkit.encoders.pooling import POOLINGS
 
+    if not (callable(model) and callable(getattr(model, "eval", None))):
+        raise SpecError(
+            f"model must be a transformers model (a torch nn.Module), got {type(model).__name__}",
+            field="model",
+            hint="an object with encode(list[str]) is passed to evaluate() directly",
+        )
+    if tokenizer is None or not callable(tokenizer) or not callable(getattr(tokenizer, "pad", None)):
+        raise SpecError(f"tokenizer must be a transformers tokenizer, got {type(tokenizer).__name__}", field="tokenizer")
     if not isinstance(pooling, str):
         raise SpecError(f"pooling must be a string, got {type(pooling).__name__} {pooling!r}", field="pooling")
     POOLINGS.get(pooling)  # an unknown pooling fails here, with "did you mean"
@@ -112,6 +120,7 @@ class Registered:
     cacheable: bool
     nonce: str = ""
     share: tuple[Hashable, ...] = ()
+    options: tuple[tuple[str, str], ...] = ()
     users: int = 1
     backbones: list[Any] = field(default_factory=list)
 
@@ -122,7 +131,19 @@ _LOCK = threading.Lock()
 
 def is_encoder_object(value: Any) -> bool:
     """Whether ``value`` is something :func:`register` accepts (not a spec string)."""
-    return isinstance(value, TransformersModel) or callable(getattr(value, "encode", None))
+    try:
+        return isinstance(value, TransformersModel) or callable(getattr(value, "encode", None))
+    except Exception:  # an attribute that raises on access: not an encoder evalkit can call
+        return False
+
+
+def _own_name(value: Any) -> str | None:
+    """The object's own ``name`` when it is a usable string (a tensor, a property that raises: none)."""
+    try:
+        own = getattr(value, "name", None)
+    except Exception:
+        return None
+    return own if isinstance(own, str) and own else None
 
 
 def register(value: Any, name: str | None = None) -> tuple[EncoderSpec, str | None]:
@@ -138,13 +159,13 @@ def register(value: Any, name: str | None = None) -> tuple[EncoderSpec, str | No
             "or evalkit.encoders.from_transformers(model, tokenizer)",
             field="encoders",
         )
-    label = _safe_name(name or getattr(value, "name", None) or _default_name(value))
+    label = _safe_name(name or _own_name(value) or _default_name(value))
     options: tuple[tuple[str, str], ...] = ()
     if isinstance(value, TransformersModel):
         options = (("layer", str(value.layer)), ("pooling", value.pooling))
     with _LOCK:  # one name, one object: a second object under a name in use is refused, whatever its identity
-        for key, entry in _LIVE.items():
-            if entry.fingerprint["name"] == label and EncoderSpec.parse(key).options == options and entry.obj is not value:
+        for entry in _LIVE.values():
+            if entry.fingerprint["name"] == label and entry.options == options and entry.obj is not value:
                 raise EvalkitError(
                     f"two different encoder objects are both named '{label}'", field="encoders", hint="give each a distinct name"
                 )
@@ -171,7 +192,7 @@ def register(value: Any, name: str | None = None) -> tuple[EncoderSpec, str | No
         if isinstance(value, TransformersModel) and load_digest is not None:
             # one forward pass for descriptions of one model whose identity *and* load options are equal
             share = (BACKEND, "transformers", id(value.model), id(value.tokenizer), load_digest)
-        _LIVE[key] = Registered(value, fp, cacheable=digest is not None, nonce=nonce, share=share)
+        _LIVE[key] = Registered(value, fp, cacheable=digest is not None, nonce=nonce, share=share, options=options)
     return spec, why
 
 
@@ -184,7 +205,11 @@ def identity(value: Any) -> tuple[str | None, str | None]:
     from evalkit.model_identity import NoIdentity, object_digest
 
     model = value.model if isinstance(value, TransformersModel) else value
-    if not callable(getattr(model, "state_dict", None)):
+    try:
+        stateful = callable(getattr(model, "state_dict", None))
+    except Exception:  # a state_dict attribute that raises when read
+        stateful = False
+    if not stateful:
         return None, "it has no state_dict(), so evalkit cannot tell what its vectors depend on"
     evaluated = isinstance(value, TransformersModel) or _is_sentence_transformer(value)  # encode runs in eval mode
     try:
@@ -423,10 +448,13 @@ def _device_of(obj: Any) -> str:
 
 def _default_name(value: Any) -> str:
     model = value.model if isinstance(value, TransformersModel) else value
-    config = getattr(model, "config", None)
-    path = getattr(config, "_name_or_path", "") or ""
-    card = getattr(getattr(value, "model_card_data", None), "base_model", None)
-    name = path or card or type(model).__name__
+    try:
+        config = getattr(model, "config", None)
+        path = getattr(config, "_name_or_path", "") or ""
+        card = getattr(getattr(value, "model_card_data", None), "base_model", None)
+        name = path if isinstance(path, str) and path else card if isinstance(card, str) and card else type(model).__name__
+    except Exception:  # a config or card that raises when read: the class name will do
+        name = type(model).__name__
     return str(name).rstrip("/").rsplit("/", 1)[-1] or type(model).__name__
 
 
