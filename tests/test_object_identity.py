@@ -261,3 +261,48 @@ def test_a_call_that_raised_unregisters_its_objects(small_sts: Path) -> None:
     assert score(evalkit.evaluate({"again": BagOfWords(7)}, [small_sts], progress=False)) == pytest.approx(
         true_score(BagOfWords(7), small_sts), abs=1e-9
     )
+
+
+# --- the guarantee lives in the Backend base class: a backend cannot forget its model's identity ------------------
+
+
+class _Vectors:
+    def __init__(self, spec: Any, weights: str | None) -> None:
+        self.spec, self.weights, self.closed = spec, weights, False
+
+    def encode(self, texts: Any, role: Any = None) -> np.ndarray:
+        return np.ones((len(texts), 3), dtype=np.float32)
+
+    def fingerprint(self) -> dict[str, str]:
+        return {"backend": "identity-test"} if self.weights is None else {"backend": "identity-test", "weights": self.weights}
+
+    def count_tokens(self, texts: Any) -> int:
+        return len(texts)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_backend_whose_fingerprint_names_no_identity_fails_when_it_loads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from evalkit.cache import EmbeddingCache, uncacheable_reason
+    from evalkit.encoders import BACKENDS, load_encoder
+    from evalkit.encoders.base import Backend, no_identity
+    from evalkit.errors import SpecError
+
+    built: list[_Vectors] = []
+
+    class Forgetful(Backend):
+        weights: str | None = None
+
+        def __new__(cls, spec: Any) -> Any:
+            built.append(_Vectors(spec, cls.weights))
+            return built[-1]
+
+    monkeypatch.setitem(BACKENDS._entries, "identity-test", Forgetful)
+    with pytest.raises(SpecError, match="names no 'weights' identity"):
+        load_encoder("identity-test:x")
+    assert built[-1].closed, "an encoder refused at load is closed"
+    Forgetful.weights = no_identity("made up for the test")
+    encoder = load_encoder("identity-test:x")
+    assert uncacheable_reason(encoder, encoder.fingerprint()) == "it has no identity (made up for the test)"
+    assert EmbeddingCache(tmp_path).wrap(encoder) is encoder
