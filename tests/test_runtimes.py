@@ -114,7 +114,7 @@ def _build_slowly(folder: str, log: str) -> None:
         (tmp / "second-file").write_bytes(b"b")
 
     _build(Path(folder), write)
-    assert sorted(p.name for p in Path(folder).iterdir()) == ["model.onnx", "second-file"]
+    assert sorted(p.name for p in Path(folder).iterdir()) == [".digest.json", "model.onnx", "second-file"]
 
 
 def test_two_processes_exporting_at_once_write_one_complete_folder(tmp_path: Path) -> None:

@@ -21,7 +21,16 @@ Batches are the ``sbert`` backend's (:class:`~evalkit.encoders.sbert.SentenceTra
 length-sorted, cut by the token budget). On CUDA a session that fell back to the CPU is refused, not mislabelled.
 
 Exports are written into a temporary folder and renamed into place under an exclusive
-lock, so two processes never see half an export and never export twice. Every result's
+lock, so two processes never see half an export and never export twice. The sha256 of
+every file of an export is recorded inside the folder (``.digest.json``, written before
+the rename, so a folder is complete exactly when it holds one) and checked before every
+use: an export changed or corrupted since (one scrambled int8 weight would otherwise be
+scored, since quantised exports are not held to the parity bound) is refused, naming the
+file and the folder to delete. A folder from before digests were recorded is exported again.
+
+ONNX Runtime writes nothing outside evalkit's cache here: its telemetry (Windows ETW
+events only) is switched off at the first import, and no optimised-model file is saved
+(``SessionOptions.optimized_model_filepath`` stays empty). Every result's
 fingerprint names the export's content digest, the runtime and its version, the source
 model's digest, and the parity against torch fp32 (:mod:`evalkit.runtime_parity`). An fp32
 export that misses parity (> 1e-4 in cosine) is refused rather than scored.
@@ -62,6 +71,7 @@ import numpy as np
 from pydantic import ConfigDict, Field
 
 from evalkit import catalogue, runtime_parity
+from evalkit.context import say
 from evalkit.encoders.base import Backend, Role
 from evalkit.encoders.sbert import SentenceTransformerRunner
 from evalkit.encoders.transformer import TOKENS_PER_TEXT
@@ -74,6 +84,8 @@ EXPORT_FORMAT = 2  # bump when the export recipe changes: old exports are then r
 RUNTIME_PACKAGES = {"onnx": "onnxruntime", "openvino": "openvino"}
 EXPORT_PACKAGES = ("torch", "onnx", "onnxscript")
 INSTALL_HINT = "pip install 'evalkit[runtimes]' (onnxruntime, onnx, onnxscript, openvino)"
+DIGEST_FILE = ".digest.json"  # in the export folder; its leading dot keeps it out of the folder's weights identity
+DIGEST_FORMAT = 1
 
 
 class RuntimeOptions(TransformOptions):
@@ -212,10 +224,7 @@ def plan(runtime: str, spec: EncoderSpec, options: RuntimeOptions, text: str | N
 def _device(runtime: str, requested: str, refuse: Callable[..., SpecError]) -> str:
     if runtime == "openvino" or requested == "cpu":
         return "cpu"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import onnxruntime
-
+    onnxruntime = import_onnxruntime()
     has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     if requested == "cuda" and not has_cuda:
         raise refuse(
@@ -317,7 +326,10 @@ class RuntimeEncoder(Backend):
         self.source_identity = weights_identity(self.source, None)
         artifact = prebuilt.path() if prebuilt else export_path(self.source_identity, self.plan)
         parity: runtime_parity.Parity | None = None
-        if artifact.exists():
+        exported = artifact.exists() if prebuilt else is_complete(artifact.parent)
+        if exported:
+            if prebuilt is None:
+                verify_export(artifact.parent)  # before the identity is read or the runtime opens it
             self.identity = weights_identity(str(artifact.parent), None)
             parity = runtime_parity.load(self._parity_key())
         # torch weights are read only to export or to measure parity; otherwise the transformer is built on the meta device
@@ -326,14 +338,16 @@ class RuntimeEncoder(Backend):
         # the runner is the encoder's backbone, so the throughput meter reads its token and padding counts
         # "cpu": the pipeline's tensors stay on the CPU (a runtime on CUDA copies its inputs over); one stream there
         self.backbone = SentenceTransformerRunner(self.model, "cpu", self.options.batch_size, budget)
-        if not artifact.exists():
-            ensure_export(self.model, self.source_identity, self.plan)
+        if not exported:
+            ensure_export(self.model, self.source_identity, self.plan, self.spec)
+            verify_export(artifact.parent)
             self.identity = weights_identity(str(artifact.parent), None)
             parity = runtime_parity.load(self._parity_key())
         runtime = open_runtime(self.plan, artifact, self.threads)
         if parity is None:
             if prebuilt is not None:
                 check_prebuilt(prebuilt, artifact, self.model[0].model)
+            say(f"{self.spec}: measuring parity against torch fp32 on {2 * runtime_parity.SAMPLE_PAIRS} sentences (once per export) ...")
             sentences = runtime_parity.sample_sentences()
             reference = self._encode(sentences, None)  # torch fp32, the same pipeline
             self._swap(runtime)
@@ -477,6 +491,35 @@ class OpenVINOEncoder(RuntimeEncoder):
 
 # --- exports -------------------------------------------------------------------------------------------------------
 
+TELEMETRY_VAR = "ORT_DISABLE_TELEMETRY"
+
+
+def import_onnxruntime() -> Any:
+    """``import onnxruntime`` with its telemetry off, the environment left as it was.
+
+    onnxruntime (1.2x+, Linux builds too) starts Microsoft's 1DS telemetry when it is imported: it writes
+    ``~/.cache/Microsoft/DeveloperTools/.onnxruntime/`` (a device id and an event database) on every
+    run, outside the results folder and evalkit's cache. ``ORT_DISABLE_TELEMETRY=1``, read once at
+    import, turns it off (``onnxruntime.disable_telemetry_events()`` comes too late: the files are
+    written by then). A value the user set is kept.
+    """
+    import sys
+
+    module = sys.modules.get("onnxruntime")
+    if module is not None:
+        return module
+    set_here = TELEMETRY_VAR not in os.environ
+    if set_here:
+        os.environ[TELEMETRY_VAR] = "1"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import onnxruntime
+    finally:
+        if set_here:
+            os.environ.pop(TELEMETRY_VAR, None)
+    return onnxruntime
+
 
 def _version(package: str) -> str:
     try:
@@ -523,16 +566,33 @@ def _export_dir(model: str, source_identity: str, precision: str) -> Path:
     return catalogue.cache_dir() / "runtimes" / f"{name}-{precision}-{key}"
 
 
-def ensure_export(model: Any, source_identity: str, runtime_plan: Plan) -> Path:
-    """Export (fp32, then int8 / fp16 from it) unless done; one clear error naming the model if it fails."""
+def ensure_export(model: Any, source_identity: str, runtime_plan: Plan, spec: object = None) -> Path:
+    """Export (fp32, then int8 / fp16 from it) unless done; one clear error naming the model if it fails.
+
+    Each step says what it is doing on stderr (:func:`evalkit.context.say`): a first export takes a minute.
+    """
+    who = spec if spec is not None else f"{runtime_plan.runtime}:{runtime_plan.model}"
     fp32 = _export_dir(runtime_plan.model, source_identity, "fp32")
+
+    def export(tmp: Path) -> None:
+        say(f"{who}: exporting the transformer to ONNX, once per model (about a minute for MiniLM on 2 cores) into {fp32.parent} ...")
+        export_onnx(model[0].model, model[0].tokenizer, tmp / "model.onnx")
+
+    def derive(convert: Callable[[Path, Path], None], what: str) -> Callable[[Path], None]:
+        def write(tmp: Path) -> None:
+            verify_export(fp32)  # what it is derived from is checked as a use of its own
+            say(f"{who}: {what} ...")
+            convert(fp32 / "model.onnx", tmp / "model.onnx")
+
+        return write
+
     try:
-        _build(fp32, lambda tmp: export_onnx(model[0].model, model[0].tokenizer, tmp / "model.onnx"))
+        _build(fp32, export)
         target = _export_dir(runtime_plan.model, source_identity, runtime_plan.precision)
         if runtime_plan.precision == "int8":
-            _build(target, lambda tmp: quantize_int8(fp32 / "model.onnx", tmp / "model.onnx"))
+            _build(target, derive(quantize_int8, f"quantising the ONNX export to int8 ({int8_config()}, dynamic)"))
         elif runtime_plan.precision == "fp16":
-            _build(target, lambda tmp: convert_fp16(fp32 / "model.onnx", tmp / "model.onnx"))
+            _build(target, derive(convert_fp16, "converting the ONNX export to float16"))
     except (ModelUnavailableError, SpecError):
         raise
     except Exception as exc:
@@ -560,12 +620,79 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def is_complete(folder: Path) -> bool:
+    """Whether ``folder`` is a finished export: it holds the digest record written last, before the rename."""
+    return (folder / DIGEST_FILE).is_file()
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` by relative path (dot-names skipped, as the weights identity skips them).
+
+    A non-regular entry (a FIFO, a device: never opened) or a link is recorded by its kind, so it never matches a digest.
+    """
+    import stat
+
+    found: dict[str, str] = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        mode = path.lstat().st_mode
+        if stat.S_ISDIR(mode):
+            continue
+        if not stat.S_ISREG(mode):
+            found[relative.as_posix()] = "not a regular file"
+            continue
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+        found[relative.as_posix()] = digest.hexdigest()
+    return found
+
+
+def _record_digests(folder: Path) -> None:
+    """Write ``folder``'s digest record (fsynced); called on the temporary folder before it is renamed into place."""
+    record = folder / DIGEST_FILE
+    with record.open("w", encoding="utf-8") as handle:
+        json.dump({"format": DIGEST_FORMAT, "files": _digests(folder)}, handle, indent=1, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def verify_export(folder: Path) -> None:
+    """Refuse an export whose files are not, byte for byte, the ones recorded when it was written (one ModelUnavailableError)."""
+    hint = f"delete the folder {folder} to export again"
+    try:
+        record = json.loads((folder / DIGEST_FILE).read_text(encoding="utf-8"))
+        expected = record["files"]
+        if record.get("format") != DIGEST_FORMAT or not isinstance(expected, dict) or not expected:
+            raise ValueError("not a digest record")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        raise ModelUnavailableError(
+            f"the cached export {folder} has no readable digest record ({DIGEST_FILE}); it cannot be verified, so it is not used",
+            hint=hint,
+        ) from None
+    try:
+        found = _digests(folder)
+    except OSError as exc:
+        raise ModelUnavailableError(f"the cached export {folder} cannot be read to verify it ({exc.strerror or exc})", hint=hint) from None
+    if found != expected:
+        differ = sorted(name for name in set(found) | set(expected) if found.get(name) != expected.get(name))
+        what = {
+            True: "does not match the digest recorded when it was exported (changed or corrupted since)",
+            False: "is missing" if differ[0] in expected else "was not part of the export when it was written",
+        }[differ[0] in expected and differ[0] in found]
+        raise ModelUnavailableError(f"the cached export file {folder / differ[0]} {what}; refusing to use the export", hint=hint)
+
+
 def _build(folder: Path, write: Callable[[Path], None]) -> None:
-    """Make ``folder`` once: written into a temporary sibling under a lock, fsynced, then renamed into place."""
-    if (folder / "model.onnx").exists():
+    """Make ``folder`` once: written into a temporary sibling under a lock, fsynced, digests recorded, then renamed into place."""
+    if is_complete(folder):
         return
     with _locked(folder.parent / f".{folder.name}.lock"):
-        if (folder / "model.onnx").exists():  # another process finished it while this one waited
+        if is_complete(folder):  # another process finished it while this one waited
             return
         for stale in folder.parent.glob(f".{folder.name}.*.tmp"):  # left by a killed exporter (we hold the lock)
             shutil.rmtree(stale, ignore_errors=True)
@@ -576,7 +703,8 @@ def _build(folder: Path, write: Callable[[Path], None]) -> None:
             for file in tmp.iterdir():
                 with file.open("rb") as handle:
                     os.fsync(handle.fileno())
-            if folder.exists():  # an incomplete folder (no model.onnx): not ours to trust
+            _record_digests(tmp)  # last: a folder holding a digest record is complete
+            if folder.exists():  # an incomplete folder (no digest record: killed, or older than digests): not ours to trust
                 shutil.rmtree(folder)
             os.rename(tmp, folder)
         except BaseException:
@@ -660,6 +788,7 @@ def _quiet_exporter() -> Iterator[None]:
 
 def quantize_int8(source: Path, target: Path) -> None:
     """ONNX Runtime's dynamic int8 quantisation with optimum's ``AutoQuantizationConfig.<cpu>(is_static=False)`` settings."""
+    import_onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.registry import IntegerOpsRegistry
 
@@ -684,6 +813,8 @@ def quantize_int8(source: Path, target: Path) -> None:
 def convert_fp16(source: Path, target: Path) -> None:
     """An fp16 copy of the fp32 export for the CUDA provider (inputs and outputs stay int64 / float32). Not run here: no GPU."""
     import onnx
+
+    import_onnxruntime()
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(target))
@@ -729,7 +860,7 @@ def open_runtime(runtime_plan: Plan, artifact: Path, threads: int) -> Runtime:
 
 
 def _onnxruntime(artifact: Path, streams: int, per_stream: int, device: str) -> Runtime:
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = per_stream
