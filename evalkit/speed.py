@@ -23,13 +23,14 @@ common imports (RSS growth over load + one encode pass; on CUDA the allocator's 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -210,18 +211,22 @@ def alternate(
     batch = list(texts)
     names = ("baseline", "candidate")
 
+    def encode(side: int) -> None:
+        with side_failure(names[side], "encoding"):
+            encoders[side].encode(batch)
+
     def timed(side: int) -> float:
         check_budget(budget, names[side], encoders[side])
         synchronize(devices[side])
         start = time.perf_counter()
         for _ in range(config.repeats):
-            encoders[side].encode(batch)
+            encode(side)
         synchronize(devices[side])
         return time.perf_counter() - start
 
     for _ in range(config.warmup):
         for side in (0, 1):
-            encoders[side].encode(batch)
+            encode(side)
     rates: tuple[list[float], list[float]] = ([], [])
     for index in range(config.rounds):
         seconds = [0.0, 0.0]
@@ -235,6 +240,22 @@ def alternate(
             f"candidate {rates[1][-1]:,.1f}/s, ratio {rates[1][-1] / rates[0][-1]:.3f}"
         )
     return rates
+
+
+@contextlib.contextmanager
+def side_failure(who: str, doing: str, spec: object = None) -> Iterator[None]:
+    """A side that fails to load or encode is one EvalkitError line naming it (``evalkit run`` fails its cells alike), never a traceback."""
+    try:
+        yield
+    except EvalkitError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        name = f"{who} {spec}" if spec is not None else who
+        raise EvalkitError(
+            f"the {name} failed while {doing}: {type(exc).__name__}: {first}",
+            hint="the same spec under `evalkit run` fails its cells with the full traceback in the result file",
+        ) from exc
 
 
 def probe_memory(spec: EncoderSpec, texts: Sequence[str], threads: int) -> tuple[int, str]:
@@ -309,7 +330,8 @@ def compare(
         budget = thread_budget(config.threads)
         for name, spec in (("baseline", baseline), ("candidate", candidate)):
             progress(f"bench: loading {name} {spec} ...")
-            loaded.append(load_encoder(spec))
+            with side_failure(name, "loading", spec):
+                loaded.append(load_encoder(spec))
             check_budget(budget, name, loaded[-1])
         devices = (device_of(loaded[0]), device_of(loaded[1]))
         declared = {
