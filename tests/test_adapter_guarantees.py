@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import evalkit
 from evalkit.errors import EvalkitError
@@ -362,6 +365,83 @@ def test_tasks_dir_as_one_string_is_one_folder(tmp_path: Path) -> None:
     folder = tmp_path / "mytasks"
     folder.mkdir()
     small_retrieval(folder, "q1\td1\t1\n")
-    for given in (str(folder), folder):
-        (cell,) = list(evalkit.evaluate({"h": HashEncoder()}, ["R"], tasks_dir=given, progress=False, cache=False))  # type: ignore[arg-type]
+    for one in (str(folder), folder):
+        (cell,) = list(evalkit.evaluate({"h": HashEncoder()}, ["R"], tasks_dir=one, progress=False, cache=False))  # type: ignore[arg-type]
         assert cell.status == "ok" and cell.task == "R"
+
+
+# ---- the check itself, as properties ----------------------------------------------------------------
+
+
+class _Fixed:
+    """An encoder returning given arrays, one per call."""
+
+    def __init__(self, *arrays: np.ndarray) -> None:
+        from evalkit.spec import EncoderSpec
+
+        self.arrays, self.spec = list(arrays), EncoderSpec.parse("tfidf:fixed")
+
+    def encode(self, texts: Sequence[str], role: object = None) -> np.ndarray:
+        return self.arrays.pop(0)
+
+
+def _checked(inner: _Fixed, invariant: bool = True) -> object:
+    from evalkit.adapters.base import VectorCheck
+
+    return VectorCheck(inner, "sts" if invariant else "classification", invariant)  # type: ignore[arg-type]
+
+
+finite64 = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 5)), elements=finite64), st.integers(-300, 300))
+def test_finite_vectors_come_back_as_float32_on_one_exact_scale(base: np.ndarray, power: int) -> None:
+    """Any finite vectors at any scale 2**power come back finite float32, and two calls share one exact power of two."""
+    scaled = np.ldexp(base, power)
+    check = _checked(_Fixed(scaled, scaled * 0.5))
+    texts = [str(i) for i in range(len(base))]
+    first, second = check.encode(texts), check.encode(texts)  # type: ignore[attr-defined]
+    assert first.dtype == np.float32 and np.isfinite(first).all()
+    exponent = check.exponent or 0  # type: ignore[attr-defined]
+    assert np.array_equal(first, np.ldexp(scaled, -exponent).astype(np.float32))
+    assert np.array_equal(second, np.ldexp(scaled * 0.5, -exponent).astype(np.float32))
+    if base.any() and -16 <= power <= 0 and np.abs(base).max() <= 2**16 and np.abs(base).max() * 2.0**power >= 2**-16:
+        assert exponent == 0  # in float32's comfortable range: untouched, so every committed number stays
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hnp.arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 5)), elements=finite64),
+    st.data(),
+    st.sampled_from([np.nan, np.inf, -np.inf]),
+    st.booleans(),
+)
+def test_a_non_finite_value_anywhere_is_refused_naming_the_encoder(
+    base: np.ndarray, data: st.DataObject, bad: float, invariant: bool
+) -> None:
+    row = data.draw(st.integers(0, base.shape[0] - 1))
+    col = data.draw(st.integers(0, base.shape[1] - 1))
+    spoiled = base.copy()
+    spoiled[row, col] = bad
+    with pytest.raises(EvalkitError, match=r"^encoder tfidf:fixed returned 1 of \d+ vectors with (NaN|infinite) values"):
+        _checked(_Fixed(spoiled), invariant).encode([str(i) for i in range(len(base))])  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("settings_text", "field"),
+    [
+        ('protocol = "cross_validation"\nk_folds = 1000\n', "settings.k_folds"),
+        ('train_split = "train"\nn_experiments = 1000\nsamples_per_label = 1000000000\n', "settings.n_experiments"),
+    ],
+)
+def test_classification_plans_are_bounded_by_the_data(tmp_path: Path, settings_text: str, field: str) -> None:
+    """1000 folds or experiments over 20,000 examples would plan 2e7 indices: refused up front, naming the setting."""
+    rows = [{"text": f"text {i}", "label": i % 2} for i in range(20_000)]
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    path = tmp_path / "t.toml"
+    files = 'train = "train.jsonl"\ntest = "test.jsonl"\n' if "train_split" in settings_text else 'test = "test.jsonl"\n'
+    path.write_text(f'name = "C"\ntype = "classification"\nsplit = "test"\n[files]\n{files}[settings]\n{settings_text}', encoding="utf-8")
+    code, err = check_task_cli(path)
+    assert code == 2 and field in err and "proportional" in err, err

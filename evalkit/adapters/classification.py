@@ -338,6 +338,10 @@ class ClassificationAdapter(TaskAdapter):
         if settings.mode == "full":
             runs: list[tuple[list[int], list[int] | None]] = [(list(range(len(train.labels))), None)]
         else:
+            n = len(train.labels)
+            per_run = min(n, settings.samples_per_label * len(set(train.labels)))
+            what = f"n_experiments x training examples = {settings.n_experiments} x {per_run:,} planned indices"
+            check_work(task, "settings.n_experiments", settings.n_experiments * per_run, n, what)
             runs, order = [], None
             for _ in range(settings.n_experiments):
                 picked, order = undersample(train.labels, settings.samples_per_label, settings.seed, order)
@@ -353,6 +357,8 @@ class ClassificationAdapter(TaskAdapter):
         labels, k = data.labels, settings.k_folds or 5
         if len(labels) < k:
             raise task.error("settings.k_folds", f"split '{split}' has {len(labels)} examples, too few for {k} folds")
+        n = len(labels)  # each fold shuffles and samples from its n(k-1)/k training examples
+        check_work(task, "settings.k_folds", k * n, n, f"k_folds x examples = {k} x {n:,} planned fold indices")
         runs: list[tuple[list[int], list[int] | None]] = []
         order = None
         for number, (train_idx, test_idx) in enumerate(

@@ -146,13 +146,22 @@ class Documents:
     warnings: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Plan:
     """What gets clustered, fixed before any model loads: v2 draws, or legacy sets (indices into the documents)."""
 
     embedded: list[int]
     groups: list[np.ndarray]  # int64; v2: per experiment, positions into ``embedded`` (mteb's draws); legacy: per set, document indices
     n_clusters: list[int]
+
+    def __eq__(self, other: object) -> bool:
+        """Two plans are equal when they embed, draw and cluster alike (the draws are arrays)."""
+        if not isinstance(other, Plan):
+            return NotImplemented
+        same_groups = len(self.groups) == len(other.groups) and all(map(np.array_equal, self.groups, other.groups))
+        return self.embedded == other.embedded and self.n_clusters == other.n_clusters and same_groups
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _look_alike_labels(rows: list[Row], labels: list[int | str], column: str) -> list[str]:
