@@ -68,12 +68,10 @@ class ParityMemo(Schema):
 
 def sample_sentences() -> list[str]:
     """The fixed parity sample: sentence1, sentence2 of the first SAMPLE_PAIRS pairs of the shipped STS-B dev split."""
-    from evalkit.adapters.sts import STSAdapter
-    from evalkit.taskspec import TaskIndex
+    from evalkit.samples import stsb_dev_pairs
 
-    data = STSAdapter().load(TaskIndex([]).get("STSBenchmark"), "dev")
     sentences = []
-    for first, second in zip(data.sentences1[:SAMPLE_PAIRS], data.sentences2[:SAMPLE_PAIRS], strict=True):
+    for first, second in stsb_dev_pairs(SAMPLE_PAIRS):
         sentences += [first, second]
     return sentences
 
