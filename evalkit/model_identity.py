@@ -22,10 +22,16 @@ memoised (a second write in the same timestamp tick could otherwise go unseen, a
 git's "racily clean" index entries). A folder that cannot be read completely, or
 that changes while it is hashed, gets an ``unhashable:`` identity: its vectors are
 never cached rather than keyed by a guess.
+
+In-memory objects (``evalkit.evaluate`` on a model object) have no files: their identity
+is :func:`object_digest`, a digest of every value reachable from the object (tensors,
+buffers, attributes, configuration, tokenizer, code outside the numeric libraries), or
+:class:`NoIdentity` when any of it cannot be digested canonically.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -220,6 +226,7 @@ class NoIdentity(Exception):
 # Values that cannot change a vector and vary with how the object was made (model card texts, training logs).
 SKIPPED_ATTRIBUTES = frozenset({"model_card_data", "_model_card_vars", "_model_card_text"})
 MAX_NODES = 2_000_000
+HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class created at run time (class statement), not a static C type
 # Modules whose code is covered by the library versions in the cache key; code from anywhere else is digested.
 LIBRARY_PACKAGES = frozenset(
     {
@@ -304,6 +311,14 @@ class _Digester:
             return
         if isinstance(value, list | tuple | set | frozenset | dict):
             self._container(value, where)
+            if type(value) not in (list, tuple, set, frozenset, dict):  # a subclass: its class and own attributes too
+                self._instance(value, where, container=True)
+            return
+        if isinstance(value, functools.partial):
+            self.put("partial")
+            self.visit(value.func, where + ".func")
+            self.visit(value.args, where + ".args")
+            self.visit(value.keywords, where + ".keywords")
             return
         if isinstance(value, types.FunctionType | types.MethodType | types.BuiltinFunctionType | type | types.ModuleType):
             self._code_object(value, where)
@@ -405,11 +420,15 @@ class _Digester:
             else:
                 self.visit(const, where)
 
-    def _instance(self, value: object, where: str) -> None:
+    def _instance(self, value: object, where: str, container: bool = False) -> None:
         klass = type(value)
+        if not container and not klass.__flags__ & HEAP_TYPE:  # a C type: its state is not in attributes evalkit can read
+            raise NoIdentity(f"{where}: a {_qualname(klass)} (a type implemented in C) cannot be fingerprinted")
         state = getattr(value, "__dict__", None)
         slots = [s for k in klass.__mro__ for s in getattr(k, "__slots__", ()) if s != "__dict__" and s != "__weakref__"]
         if not isinstance(state, dict) and not slots:
+            if container:
+                return
             raise NoIdentity(f"{where}: a {_qualname(klass)} has no attributes evalkit can read")
         self.put("instance")
         self.visit(klass, where)

@@ -306,3 +306,27 @@ def test_a_backend_whose_fingerprint_names_no_identity_fails_when_it_loads(monke
     encoder = load_encoder("identity-test:x")
     assert uncacheable_reason(encoder, encoder.fingerprint()) == "it has no identity (made up for the test)"
     assert EmbeddingCache(tmp_path).wrap(encoder) is encoder
+
+
+def test_object_digest_sees_what_a_module_reads_and_refuses_what_it_cannot() -> None:
+    import functools
+    import threading
+
+    from evalkit.model_identity import NoIdentity, object_digest
+
+    def scale(x: float, by: float) -> float:
+        return x * by
+
+    class Config(dict):  # type: ignore[type-arg]
+        pass
+
+    plain, tagged = Config(a=1), Config(a=1)
+    tagged.extra = 2
+    assert object_digest(functools.partial(scale, by=2.0)) != object_digest(functools.partial(scale, by=3.0))
+    assert object_digest(plain) != object_digest(tagged)
+    module = _module_class()()
+    before = object_digest(module)
+    module.power = 2.0
+    assert object_digest(module) != before
+    with pytest.raises(NoIdentity, match="lock"):
+        object_digest({"guard": threading.Lock()})

@@ -31,13 +31,13 @@ import sys
 import threading
 import uuid
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from evalkit.encoders.base import Backend, Role, no_identity
-from evalkit.errors import EvalkitError, SpecError
+from evalkit.errors import EvalkitError, SpecError, one_line
 from evalkit.schemas.options import BackendOptions
 from evalkit.spec import EncoderSpec
 
@@ -122,7 +122,6 @@ class Registered:
     share: tuple[Hashable, ...] = ()
     options: tuple[tuple[str, str], ...] = ()
     users: int = 1
-    backbones: list[Any] = field(default_factory=list)
 
 
 _LIVE: dict[str, Registered] = {}
@@ -218,9 +217,9 @@ def identity(value: Any) -> tuple[str | None, str | None]:
             return object_digest((value.model, value.tokenizer, loaded), skip=frozenset({"training"})), None
         return object_digest(value, skip=frozenset({"training"}) if evaluated else frozenset()), None
     except NoIdentity as exc:
-        return None, f"it holds a value evalkit cannot fingerprint ({exc})"
+        return None, one_line(f"it holds a value evalkit cannot fingerprint ({exc})")[:300]
     except Exception as exc:  # anything a third-party object raises while it is read: no identity, never a traceback
-        return None, f"reading it raised {type(exc).__name__}: {exc}"[:300]
+        return None, one_line(f"reading it raised {type(exc).__name__}: {exc}")[:300]
 
 
 def config_identity(spec: EncoderSpec) -> str:
