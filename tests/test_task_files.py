@@ -435,3 +435,23 @@ def test_a_data_file_edited_in_place_is_read_again_not_served_from_memory(tmp_pa
     first = read_rows(path)
     first.clear()  # callers get their own list
     assert len(read_rows(path)) == 1
+
+
+@pytest.mark.slow
+def test_a_data_note_is_said_once_then_kept_in_results_and_describe(tmp_path: Path) -> None:
+    """The new user's 7 STS-B/SICK-R warnings on every run: said on the first run only, stored in each result, listed by describe."""
+    env = {**os.environ, "EVALKIT_CACHE_DIR": str(tmp_path / "cache")}
+    run = [sys.executable, "-m", "evalkit", "run", "-e", "tfidf:lexical", "-t", "STSBenchmark", "--no-progress", "--no-report"]
+    first = subprocess.run([*run, "-o", str(tmp_path / "a")], capture_output=True, text=True, env=env)
+    second = subprocess.run([*run, "-o", str(tmp_path / "b")], capture_output=True, text=True, env=env)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    said = [line for line in first.stderr.splitlines() if line.startswith("evalkit: warning: ") and "duplicate row" in line]
+    assert said, first.stderr
+    assert "evalkit: warning:" not in second.stderr, second.stderr
+    for folder in ("a", "b"):
+        (result,) = (tmp_path / folder).glob("*/STSBenchmark.test.json")
+        stored = json.loads(result.read_text(encoding="utf-8"))["warnings"]
+        assert [line.removeprefix("evalkit: warning: ") for line in said] == [w for w in stored if "duplicate row" in w]
+    described = subprocess.run([sys.executable, "-m", "evalkit", "describe", "STSBenchmark"], capture_output=True, text=True, env=env)
+    assert described.returncode == 0 and "data notes (test):" in described.stdout
+    assert all(line.removeprefix("evalkit: warning: ") in described.stdout for line in said)

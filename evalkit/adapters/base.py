@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import hashlib
 import math
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -299,14 +301,65 @@ def reported_metrics(adapter: object, settings: Schema) -> frozenset[str] | None
 
 # ---- data-quality warnings -----------------------------------------------------------------------
 _SHOWN: set[str] = set()
+_COLLECTING: list[list[str]] = []
+NOTES_FILE = "notes/said.txt"  # under evalkit's cache: digests of the data notes already said
+
+
+def _said_file() -> Path:
+    from evalkit.catalogue import cache_dir
+
+    return cache_dir() / NOTES_FILE
+
+
+def _digest(line: str) -> str:
+    return hashlib.sha256(line.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _said_before() -> set[str]:
+    try:
+        with _said_file().open(encoding="ascii", errors="replace") as handle:
+            return {entry.strip() for entry in handle.readlines(1 << 24)}
+    except OSError:
+        return set()
 
 
 def emit(lines: Iterable[str]) -> None:
-    """Print each warning once per process to stderr as ``evalkit: warning: FILE:LINE: ...`` (no Python warning machinery)."""
-    for line in lines:
-        if line not in _SHOWN:
-            _SHOWN.add(line)
-            print(f"evalkit: warning: {line}", file=sys.stderr, flush=True)
+    """Say each data note once to stderr as ``evalkit: warning: FILE:LINE: ...``: once per process, and once per cache.
+
+    A note is a fact about the data (duplicate pairs in STS-B, say), not about this run: printed on every run it
+    drowns what is new. Each one is printed the first time it is met, its digest kept in evalkit's cache
+    (``notes/said.txt``); later runs say nothing of it, while every result still stores its task's notes and
+    ``evalkit describe TASK`` lists them. Inside :func:`collecting` notes are gathered instead of printed.
+    """
+    fresh = [line for line in dict.fromkeys(lines) if line not in _SHOWN]
+    if _COLLECTING:
+        _COLLECTING[-1].extend(fresh)
+        return
+    if not fresh:
+        return
+    _SHOWN.update(fresh)
+    said = _said_before()
+    new = [line for line in fresh if _digest(line) not in said]
+    for line in new:
+        print(f"evalkit: warning: {line}", file=sys.stderr, flush=True)
+    if new:
+        try:
+            path = _said_file()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="ascii") as handle:  # one short append per note: concurrent runs interleave whole lines
+                handle.write("".join(_digest(line) + "\n" for line in new))
+        except OSError:
+            pass  # a read-only cache: the notes are said again next time, nothing is lost
+
+
+@contextlib.contextmanager
+def collecting() -> Iterator[list[str]]:
+    """Gather the notes emitted inside (for ``evalkit describe``) instead of printing them."""
+    _COLLECTING.append([])
+    try:
+        yield _COLLECTING[-1]
+    finally:
+        _COLLECTING.pop()
 
 
 def where(path: Path | str | None, line: int | None) -> str:

@@ -51,7 +51,23 @@ def describe(task: Any) -> str:
         for path in paths:
             records, columns = peek(Path(path))
             lines.append(f"    {group:<8} {path}  ({records} records; columns: {', '.join(columns) or '?'})")
+    lines += data_notes(task, adapter)
     return "\n".join(lines)
+
+
+def data_notes(task: Any, adapter: Any) -> list[str]:
+    """The data notes of the default split (duplicates, conflicts, blanks): what a run says once and stores in each result."""
+    from evalkit.adapters.base import collecting
+    from evalkit.errors import EvalkitError
+
+    if not task.files:  # an mteb: task: its data comes from MTEB's loader, not read here
+        return []
+    try:
+        with collecting() as notes:
+            adapter.validate(task, task.split)
+    except EvalkitError as exc:
+        return [f"  data: cannot be read: {exc.render()}"]
+    return [f"  data notes ({task.split}): none"] if not notes else [f"  data notes ({task.split}):", *(f"    {note}" for note in notes)]
 
 
 def settings_lines(task: Any, adapter: Any) -> list[str]:
