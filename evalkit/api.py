@@ -31,7 +31,7 @@ from evalkit.taskspec import TaskSpec
 if TYPE_CHECKING:
     import pandas as pd
 
-    from evalkit.gate import GateReport
+    from evalkit.gate.check import GateReport
 
 EXECUTORS = ("local", "ray")
 
@@ -291,8 +291,8 @@ class Results:
 
     def compare(self, baseline: Results | str | Path, *, rules: str | Path | Any = None, match: Sequence[str] = ()) -> GateReport:
         """The gate: this run as the candidate against ``baseline`` (a Results or a results folder) under ``rules``."""
-        from evalkit.gate import run_gate
-        from evalkit.gate_rules import Rules, load_rules
+        from evalkit.gate.judge import run_gate
+        from evalkit.gate.rules import Rules, load_rules
         from evalkit.reading import load_results
 
         loaded = rules if isinstance(rules, Rules) else load_rules(None if rules is None else Path(rules))
