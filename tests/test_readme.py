@@ -13,8 +13,10 @@ inside the suite (they are the suite itself, its benchmarks and its linters). ``
 several machines (Ray) and are not run.
 
 Cost: the embedding cache is the session's (``EVALKIT_CACHE_DIR``, tests/conftest.py), so MiniLM's repeated encodes
-are served from it; the heavy commands are ``evalkit run`` (the default comparison, ~65 s on 2 idle cores) and the
-runtimes example, which exports MiniLM to ONNX (fp32, int8) and OpenVINO (~1-2 min).
+are served from it. Two things are heavy: ``make run`` (the default comparison, ~65 s on 2 idle cores) and the
+ONNX/OpenVINO exports of MiniLM, the one inherently heavy example (``bench --compare`` exports int8, the runtimes
+example fp32 and OpenVINO; ~1-2 min). Measured on this project's 2 cores shared with other jobs (load average 4-8,
+2026-12-07): 481 s for the shell examples, of which ``make run`` 161 s and the two ONNX/OpenVINO commands 194 s.
 """
 
 from __future__ import annotations
