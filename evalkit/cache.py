@@ -35,7 +35,6 @@ import re
 import shutil
 import stat
 import sys
-import tempfile
 import uuid
 import zipfile
 from collections.abc import Callable, Sequence
@@ -47,6 +46,7 @@ import numpy as np
 
 from evalkit.encoders.base import CorpusFitted, Encoder, EncoderWrapper, Role
 from evalkit.faults import faultpoint
+from evalkit.io.atomic import atomic_write
 
 FORMAT_VERSION = 2
 COMPACT_AFTER = 32  # shards per namespace before they are merged into one
@@ -445,17 +445,13 @@ def _read_members(handle: BinaryIO, size: int) -> dict[str, np.ndarray] | str:
 
 def _atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write a file so that readers see the old one or the whole new one, never a part."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            faultpoint("cache.write")
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def written(handle: BinaryIO) -> None:
+        write(handle)
+        handle.flush()
+        faultpoint("cache.write")
+
+    atomic_write(path, written)
 
 
 def _atomic_npz(path: Path, key: str, digests: np.ndarray, vectors: np.ndarray) -> None:

@@ -36,10 +36,11 @@ import hashlib
 import os
 import re
 import stat
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from evalkit.io.atomic import write_memo
 
 if TYPE_CHECKING:
     from evalkit.spec import EncoderSpec
@@ -176,17 +177,7 @@ def _memo_file(key: tuple[object, ...]) -> Path | None:
 
 def _store(memo_file: Path, value: str) -> None:
     """Best effort: a memo that cannot be written only costs a re-read next time (a torn one fails the check on read)."""
-    try:
-        memo_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{memo_file.name}.", suffix=".tmp", dir=memo_file.parent)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(value)
-        os.replace(tmp, memo_file)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
+    write_memo(memo_file, value.encode("ascii"))
 
 
 NO_MODEL_BACKENDS = frozenset({"tfidf", "obj"})  # a label, not a model folder (obj: see encoders.objects.config_identity)

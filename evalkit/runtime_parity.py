@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from pydantic import Field
 
+from evalkit.io.atomic import write_memo
 from evalkit.schemas.base import Finite, Name, Schema
 
 FP32_BOUND = 1e-4
@@ -129,14 +128,4 @@ def store(key: str, parity: Parity) -> None:
     """Best effort, atomic (temporary file + rename): a memo that cannot be written only costs a recomputation."""
     folder = memo_dir()
     data = ParityMemo(format=FORMAT, key=key, parity=parity).model_dump_json(indent=1).encode()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".parity.", suffix=".tmp", dir=folder)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, folder / f"{key[:32]}.json")
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
+    write_memo(folder / f"{key[:32]}.json", data)

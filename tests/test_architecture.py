@@ -20,6 +20,8 @@ FORBIDDEN = {
     "evalkit.encoders": ("evalkit.commands", "evalkit.api", "evalkit.report", "evalkit.gate", "evalkit.adapters", "evalkit.execution"),
     "evalkit.adapters": ("evalkit.commands", "evalkit.api", "evalkit.report", "evalkit.gate", "evalkit.execution"),
     "evalkit.execution": ("evalkit.commands", "evalkit.api", "evalkit.report", "evalkit.gate"),
+    # the bottom: files written and read, nothing of evalkit's above it
+    "evalkit.io": tuple(f"evalkit.{p.stem}" for p in PACKAGE.iterdir() if p.stem not in {"io", "__init__", "__pycache__"}),
 }
 
 

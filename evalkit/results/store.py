@@ -33,13 +33,13 @@ import hashlib
 import os
 import re
 import string
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import BinaryIO, Protocol, TypeVar
 
 from evalkit.errors import DataError, EvalkitError
 from evalkit.faults import faultpoint
+from evalkit.io.atomic import atomic_write as io_atomic_write
 from evalkit.results.schema import CellResult
 from evalkit.spec import EncoderSpec
 
@@ -53,25 +53,19 @@ _CUT_ESCAPE = re.compile(r"%[0-9A-F]?\Z")
 
 def atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that ``path`` is either the old or the whole new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            half = len(text) // 2
-            handle.write(text[:half])
-            handle.flush()
-            faultpoint("store.mid_write")
-            handle.write(text[half:])
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
-        faultpoint("store.before_rename")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = text.encode("utf-8")
+
+    def write(handle: BinaryIO) -> None:
+        half = len(data) // 2
+        handle.write(data[:half])
+        handle.flush()
+        faultpoint("store.mid_write")
+        handle.write(data[half:])
+
+    # 0666 less the umask: mkstemp makes 0600, and results are meant to be shared
+    io_atomic_write(path, write, file_mode=0o666 & ~_umask(), before_rename=lambda: faultpoint("store.before_rename"))
     faultpoint("store.renamed")
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    dir_fd = os.open(path.parent, os.O_RDONLY)  # the rename itself made durable
     try:
         os.fsync(dir_fd)
     finally:
