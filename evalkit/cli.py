@@ -32,7 +32,9 @@ class VersionAction(argparse.Action):
     """``--version``: the version and whether the installed packages are the locked, tested set."""
 
     def __init__(self, option_strings: Sequence[str], version: str, dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
-        super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS, help="show the version and whether the lock is installed")
+        super().__init__(
+            option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS, help="show the version and whether the lock is installed"
+        )
         self.version = version
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> NoReturn:

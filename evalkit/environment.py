@@ -101,4 +101,7 @@ def version_line(version: str) -> str:
     if not differences:
         return f"evalkit {version} (installed set = lock/requirements.txt, {count} packages)"
     shown = ", ".join(differences[:3]) + (f", and {len(differences) - 3} more" if len(differences) > 3 else "")
-    return f"evalkit {version} (installed set differs from the lock in {len(differences)} of {count} packages: {shown}; scripts/bootstrap installs the lock)"
+    return (
+        f"evalkit {version} (installed set differs from the lock in {len(differences)} of {count} packages: {shown}; "
+        "scripts/bootstrap installs the lock)"
+    )

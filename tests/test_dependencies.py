@@ -24,7 +24,9 @@ from tests.conftest import REPO
 def _locked() -> dict[str, Version]:
     pins: dict[str, Version] = {}
     for name in ("torch.txt", "requirements.txt", "no-deps.txt"):
-        for match in re.finditer(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?)(?:\s|$)", (REPO / "lock" / name).read_text(encoding="utf-8"), re.M):
+        for match in re.finditer(
+            r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?)(?:\s|$)", (REPO / "lock" / name).read_text(encoding="utf-8"), re.M
+        ):
             pins[canonicalize_name(match.group(1))] = Version(match.group(2))
     return pins
 
@@ -45,7 +47,9 @@ def test_every_declared_dependency_is_locked_within_its_range() -> None:
 
 def test_every_lower_bound_is_a_version_the_oldest_environment_installs() -> None:
     """scripts/lower-bounds turns each `>=X` into `==X` for `make test-oldest`: every direct dependency has one."""
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "lower-bounds"), str(REPO / "pyproject.toml")], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "lower-bounds"), str(REPO / "pyproject.toml")], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     pinned = {canonicalize_name(line.split("==")[0]): Version(line.split("==")[1]) for line in done.stdout.split()}
     for requirement in _declared():

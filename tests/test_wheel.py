@@ -25,7 +25,9 @@ def test_every_subpackage_is_listed_for_the_wheel() -> None:
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "evalkit").rglob("__init__.py")}
     data = {"evalkit.report.templates"} | {
-        ".".join(("evalkit", *d.relative_to(REPO).parts)) for d in [REPO / "tasks", *(REPO / "tasks").rglob("*")] if d.is_dir() and d.name != "__pycache__"
+        ".".join(("evalkit", *d.relative_to(REPO).parts))
+        for d in [REPO / "tasks", *(REPO / "tasks").rglob("*")]
+        if d.is_dir() and d.name != "__pycache__"
     }
     assert found | data == listed
 
@@ -39,12 +41,26 @@ def test_the_wheel_builds_without_a_setuptools_warning(tmp_path: Path) -> None:
     for folder in ("evalkit", "tasks"):
         shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-v", "-w", str(tmp_path / "dist"), str(source)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-v",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
         capture_output=True,
         text=True,
     )
     assert built.returncode == 0, built.stderr[-3000:]
-    assert "Warning" not in built.stdout + built.stderr, [line for line in (built.stdout + built.stderr).splitlines() if "Warning" in line][:5]
+    assert "Warning" not in built.stdout + built.stderr, [line for line in (built.stdout + built.stderr).splitlines() if "Warning" in line][
+        :5
+    ]
 
 
 def test_a_wheel_installed_outside_the_checkout_runs_a_builtin_task(tmp_path: Path) -> None:
