@@ -87,8 +87,12 @@ def prepare(
             spec, why = objs.register(value, name)
             registered.append(spec)
             specs.append(spec)
-            if cache and why:
-                print(f"evalkit: {spec}: embedding cache off for this encoder: {why}", file=sys.stderr)
+            if why:  # once per object and call, one line: it is never cached, never resumed, never shared
+                print(
+                    f"evalkit: {spec}: embedding cache off for this encoder (its vectors are never cached, reused on "
+                    f"resume or shared): {why}",
+                    file=sys.stderr,
+                )
         if registered and executor != "local":
             raise EvalkitError(
                 "in-memory models run on the local executor only", field="executor", hint="save the model and pass its folder"

@@ -26,7 +26,11 @@ never cached rather than keyed by a guess.
 In-memory objects (``evalkit.evaluate`` on a model object) have no files: their identity
 is :func:`object_digest`, a digest of every value reachable from the object (tensors,
 buffers, attributes, configuration, tokenizer, code outside the numeric libraries), or
-:class:`NoIdentity` when any of it cannot be digested canonically.
+:class:`NoIdentity` when any of it cannot be digested canonically. A digest of what is
+reachable cannot cover what arbitrary code reads when it runs (a weight drawn lazily, a
+class or module attribute, an environment variable), so it is taken only of objects whose
+whole encode path is library code that evalkit runs (:func:`evalkit.encoders.objects.unknown_code`
+decides); every other object has no identity at all.
 """
 
 from __future__ import annotations
@@ -221,6 +225,7 @@ HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class created at run time (class st
 # Modules whose code is covered by the library versions in the cache key; code from anywhere else is digested.
 LIBRARY_PACKAGES = frozenset(
     {
+        "abc",
         "builtins",
         "collections",
         "typing",
@@ -231,6 +236,7 @@ LIBRARY_PACKAGES = frozenset(
         "numpy",
         "safetensors",
         "model2vec",
+        "kernels",  # Hugging Face kernels: transformers decorates its layers with it
     }
 )
 
@@ -246,6 +252,10 @@ def object_digest(value: object, *, skip: frozenset[str] = frozenset()) -> str:
     class and its attributes, recursively (cycles by position). Attribute names in
     ``skip`` are left out. A value of any other kind raises :class:`NoIdentity` naming
     where it sits: such an object has no identity evalkit can vouch for.
+
+    The digest covers the object's *reachable state*, not what its code may read at run
+    time: it is a sound identity only for objects whose encode path is known library code
+    (:func:`evalkit.encoders.objects.unknown_code`), and is used only for those.
     """
     return _Digester(skip).run(value)
 
@@ -374,18 +384,18 @@ class _Digester:
             return
         self.put(type(value).__name__, _qualname(value))
         if isinstance(value, type):
-            if id(value) in self.classes or _is_library(value):
+            if id(value) in self.classes or is_library(value):
                 return
             self.classes.add(id(value))
             for klass in value.__mro__:  # the code of a class outside the libraries is part of what it computes
-                if _is_library(klass):
+                if is_library(klass):
                     continue
                 for name, member in sorted(vars(klass).items()):
                     if isinstance(member, types.FunctionType | staticmethod | classmethod | property):
                         self.put(name)
                         self._code_object(getattr(member, "__func__", None) or getattr(member, "fget", None) or member, where)
             return
-        if isinstance(value, types.FunctionType) and not _is_library(value):
+        if isinstance(value, types.FunctionType) and not is_library(value):
             self._code(value.__code__, where)
             self.visit(value.__defaults__, where + ".__defaults__")
             self.visit(value.__kwdefaults__, where + ".__kwdefaults__")
@@ -463,6 +473,7 @@ def _qualname(value: Any) -> str:
     return f"{getattr(value, '__module__', None)}.{getattr(value, '__qualname__', None) or getattr(value, '__name__', '?')}"
 
 
-def _is_library(value: Any) -> bool:
-    module = getattr(value, "__module__", None) or ""
-    return module.partition(".")[0] in LIBRARY_PACKAGES
+def is_library(value: Any) -> bool:
+    """Whether ``value`` (a class, a function, an instance) comes from one of :data:`LIBRARY_PACKAGES`."""
+    module = getattr(value, "__module__", None)
+    return isinstance(module, str) and module.partition(".")[0] in LIBRARY_PACKAGES

@@ -178,8 +178,11 @@ def test_sentence_transformer_settings_are_part_of_its_identity(small_sts: Path,
 
 
 @pytest.mark.parametrize("what", ["non-persistent buffer", "plain attribute"])
-def test_a_module_s_buffers_and_attributes_are_part_of_its_identity(small_sts: Path, tmp_path: Path, what: str) -> None:
+def test_a_module_with_its_own_encode_is_scored_afresh_and_never_cached(small_sts: Path, tmp_path: Path, what: str) -> None:
+    """evalkit does not run an nn.Module's own encode(): it has no identity, so a changed module is always scored afresh."""
     import torch
+
+    from evalkit.cache import EmbeddingCache
 
     module = _module_class()()
     out = tmp_path / "results"
@@ -192,6 +195,7 @@ def test_a_module_s_buffers_and_attributes_are_part_of_its_identity(small_sts: P
     truth = true_score(module, small_sts)
     got = score(evalkit.evaluate({"mod": module}, [small_sts], progress=False, cache_dir=tmp_path, output=out))
     assert got == pytest.approx(truth, abs=1e-6)
+    assert EmbeddingCache(tmp_path).info().entries == 0, "an object whose encode evalkit does not run must not be cached"
 
 
 def test_two_distinct_objects_with_one_name_are_refused_not_merged(small_sts: Path) -> None:
@@ -330,3 +334,208 @@ def test_object_digest_sees_what_a_module_reads_and_refuses_what_it_cannot() -> 
     assert object_digest(module) != before
     with pytest.raises(NoIdentity, match="lock"):
         object_digest({"guard": threading.Lock()})
+
+
+# --- W5/W6: only an encode path evalkit runs and knows gets an identity (by construction, not by digest) -----------
+
+
+def _lazy_class() -> type:
+    import os
+
+    import torch
+
+    class Lazy(torch.nn.Module):
+        """Its weight is drawn on the first encode, from a seed in the environment: nothing reachable before says which."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight: Any = None
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            if self.weight is None:
+                generator = torch.Generator().manual_seed(int(os.environ["EVALKIT_TEST_SEED"]))
+                self.weight = torch.randn(16, 8, generator=generator)
+            bags = torch.tensor(np.stack([sum((word_vector(0, w) for w in t.split()), np.zeros(16)) for t in texts]))
+            return (bags.float() @ self.weight).numpy()
+
+    return Lazy
+
+
+def test_state_drawn_lazily_inside_encode_is_never_served_from_the_cache(
+    small_sts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evalkit.cache import EmbeddingCache
+
+    lazy = _lazy_class()
+    monkeypatch.setenv("EVALKIT_TEST_SEED", "1")
+    first = score(evalkit.evaluate({"lazy": lazy()}, [small_sts], progress=False, cache_dir=tmp_path))
+    monkeypatch.setenv("EVALKIT_TEST_SEED", "2")
+    truth = true_score(lazy(), small_sts)
+    second = score(evalkit.evaluate({"lazy": lazy()}, [small_sts], progress=False, cache_dir=tmp_path))
+    assert first != pytest.approx(truth)
+    assert second == pytest.approx(truth, abs=1e-6)
+    assert EmbeddingCache(tmp_path).info().entries == 0
+
+
+@pytest.mark.parametrize("where", ["class attribute", "module attribute", "environment variable"])
+def test_state_outside_the_object_never_lets_a_result_be_reused(
+    small_sts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """An nn.Module whose encode reads a class attribute, a module's attribute or the environment: cache on, resumed."""
+    import os
+    import types
+
+    import torch
+
+    settings = types.ModuleType("settings")
+    settings.SEED = 1
+
+    class Reads(torch.nn.Module):
+        SEED = 1
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            seed = {
+                "class attribute": type(self).SEED,
+                "module attribute": settings.SEED,
+                "environment variable": int(os.environ.get("EVALKIT_TEST_SEED", "1")),
+            }[where]
+            return np.stack([sum((word_vector(seed, w) for w in t.split()), np.zeros(16)) for t in texts])
+
+    out = tmp_path / "results"
+    monkeypatch.setenv("EVALKIT_TEST_SEED", "1")
+    first = score(evalkit.evaluate({"reads": Reads()}, [small_sts], progress=False, cache_dir=tmp_path, output=out))
+    Reads.SEED = settings.SEED = 2
+    monkeypatch.setenv("EVALKIT_TEST_SEED", "2")
+    truth = true_score(Reads(), small_sts)
+    for cache in (True, False):  # neither the embedding cache nor the result file of the first run is reused
+        got = score(evalkit.evaluate({"reads": Reads()}, [small_sts], progress=False, cache_dir=tmp_path, output=out, cache=cache))
+        assert first != pytest.approx(truth)
+        assert got == pytest.approx(truth, abs=1e-9), cache
+
+
+def test_only_an_encode_path_evalkit_runs_and_knows_gets_an_identity(bert: tuple[Any, Any]) -> None:
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import BertModel
+
+    from evalkit.encoders import from_transformers
+    from evalkit.encoders.objects import identity
+
+    model, tok = bert
+    st = fresh_minilm()
+    assert identity(st)[0] is not None, identity(st)[1]
+    assert identity(from_transformers(model, tok))[0] is not None
+
+    class Tuned(SentenceTransformer):
+        salt = 1
+
+        def encode(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            return super().encode(*args, **kwargs) * type(self).salt
+
+    class MyBert(BertModel):
+        pass
+
+    tuned = fresh_minilm()
+    tuned.__class__ = Tuned
+    mine = MyBert(model.config)
+    hooked = fresh_minilm()
+    hooked[0].auto_model.encoder.layer[0].register_forward_hook(lambda module, args, out: None)
+    patched = fresh_minilm()
+    patched.encode = lambda texts, **kw: np.zeros((len(texts), 4))  # type: ignore[method-assign]
+    for obj in (tuned, hooked, patched, _module_class()(), from_transformers(mine, tok), BagOfWords(0)):
+        digest, why = identity(obj)
+        assert digest is None and why and "\n" not in why, (type(obj), why)
+    del torch
+
+
+# --- S1/S2: evaluate() leaves the caller's model and tokenizer as they were ----------------------------------------
+
+
+def test_from_transformers_leaves_the_caller_s_tokenizer_as_it_was(bert: tuple[Any, Any], small_sts: Path) -> None:
+    import copy
+
+    from evalkit.encoders import from_transformers
+
+    model, tok = bert
+    tok = copy.deepcopy(tok)
+    tok._tokenizer.enable_truncation(max_length=128)
+    tok._tokenizer.enable_padding(length=128)
+    before = (tok._tokenizer.truncation, tok._tokenizer.padding)
+    first = evalkit.evaluate({"ft": from_transformers(model, tok, max_length=16)}, [small_sts], progress=False, cache=False)
+    assert (tok._tokenizer.truncation, tok._tokenizer.padding) == before
+    second = evalkit.evaluate({"ft": from_transformers(model, tok, max_length=16)}, [small_sts], progress=False, cache=False)
+    assert first.cells[0].encoder == second.cells[0].encoder, "the identity must not change from one call to the next"
+
+
+def test_a_sentence_transformer_in_train_mode_is_left_in_train_mode(small_sts: Path) -> None:
+    st = fresh_minilm()
+    st.train()
+    st[0].auto_model.pooler.eval()  # a mixed mode comes back exactly, module by module
+    modes = [m.training for m in st.modules()]
+    truncation = st.tokenizer._tokenizer.truncation
+    evalkit.evaluate({"st": st}, [small_sts], progress=False, cache=False)
+    assert [m.training for m in st.modules()] == modes
+    assert st.tokenizer._tokenizer.truncation == truncation
+
+
+# --- W2/W4: vectors are handed on in the encoder's own dtype; odd objects give one-line errors ---------------------
+
+
+def _object_encoder(obj: Any) -> Any:
+    from evalkit.encoders.objects import ObjectBackend, register, unregister
+
+    spec, _ = register(obj, "dtype-test")
+    try:
+        return ObjectBackend(spec)
+    finally:
+        unregister(spec)
+
+
+class _Returns:
+    def __init__(self, make: Any) -> None:
+        self.make = make
+
+    def encode(self, texts: list[str]) -> Any:
+        return self.make(len(texts))
+
+
+def test_vectors_are_handed_on_in_the_encoder_s_own_dtype() -> None:
+    import torch
+
+    cases = [
+        (lambda n: np.full((n, 3), 1e200), np.float64),
+        (lambda n: np.ones((n, 3), dtype=np.float16), np.float16),
+        (lambda n: [[1, 2, 3]] * n, np.int64),
+        (lambda n: torch.ones(n, 3, dtype=torch.float64), np.float64),
+        (lambda n: torch.ones(n, 3, dtype=torch.bfloat16), np.float32),
+    ]
+    for make, dtype in cases:
+        got = _object_encoder(_Returns(make)).encode(["a", "b"])
+        assert isinstance(got, np.ndarray) and got.dtype == dtype and got.shape == (2, 3), (got.dtype, dtype)
+    assert _object_encoder(_Returns(lambda n: np.full((n, 3), 1e200))).encode(["a"])[0, 0] == 1e200
+    for bad in (lambda n: [["x", "y"]] * n, lambda n: [[1, 2], [3]], lambda n: np.ones((n, 3, 1)), lambda n: np.ones((n + 1, 3))):
+        with pytest.raises(EvalkitError) as caught:
+            _object_encoder(_Returns(bad)).encode(["a", "b"])
+        assert "\n" not in str(caught.value)
+
+
+def test_prompts_with_an_encode_that_takes_no_prompt_name_is_a_one_line_error() -> None:
+    from evalkit.encoders.base import Role
+
+    class Prompted(BagOfWords):
+        prompts = {"query": "q: "}
+
+    encoder = _object_encoder(Prompted(0))
+    assert encoder.encode(["a b"]).shape == (1, 16)  # no role: no prompt
+    with pytest.raises(EvalkitError, match="prompt_name") as caught:
+        encoder.encode(["a b"], Role.QUERY)
+    assert "\n" not in str(caught.value)
+
+
+def test_from_transformers_refuses_a_sentence_transformer_as_the_model_in_one_line() -> None:
+    from evalkit.encoders import from_transformers
+
+    st = fresh_minilm()
+    with pytest.raises(EvalkitError, match="SentenceTransformer") as caught:
+        from_transformers(st, st.tokenizer)
+    assert "\n" not in str(caught.value)

@@ -6,31 +6,48 @@ the call. The ``obj`` backend then builds encoders from it like any other backen
 so objects get the same executor, metering, cache, result files and gate as spec
 strings, and never share a result file with them.
 
-``HASH`` is the object's *identity*: a digest of everything reachable from it that can
-change its vectors (:func:`evalkit.model_identity.object_digest`): every tensor —
-parameters, persistent and non-persistent buffers —, every plain attribute
-(``truncate_dim``, ``prompts``, ``default_prompt_name``, a module's own settings), the
-configuration, the tokenizer, the code of classes from outside the numeric libraries,
-and, for :func:`from_transformers`, the wrapper's options (pooling, layer, max_length,
-batch size). A model changed in a training loop gets a new hash, so neither the cache
-nor a resumed run can serve it stale vectors.
+An identity is given **only where evalkit knows the whole encode path**, because only
+then can a digest of the object cover everything that can change its vectors (an
+arbitrary ``encode`` can read anything: a lazily drawn weight, a class or module
+attribute, an environment variable). Two kinds of object qualify:
 
-An object without a ``state_dict()`` (a plain ``encode`` object: its vectors may depend
-on code evalkit cannot see), or one holding a value evalkit cannot digest, has **no
-identity**: it is never cached (its fingerprint's ``weights`` is
+- a ``SentenceTransformer`` of the library's own class (no subclass from outside the
+  library), and
+- a :func:`from_transformers` description (evalkit runs the forward pass and pooling),
+
+and only when every module in them is of a class from the numeric libraries (torch,
+transformers, sentence-transformers: no remote code, no module of the caller's own), no
+method of those classes was replaced, no instance holds a function of the caller's, and
+no forward hook is registered (on a module, or globally). ``HASH`` is then
+:func:`evalkit.model_identity.object_digest` of the object: every tensor (parameters,
+persistent and non-persistent buffers), every attribute (``truncate_dim``, ``prompts``,
+``default_prompt_name``, ``max_seq_length``, pooling settings), the configuration, the
+tokenizer and, for :func:`from_transformers`, the wrapper's options (pooling, layer,
+max_length, batch size). A model changed in a training loop gets a new hash, so neither
+the cache nor a resumed run can serve it stale vectors.
+
+**Any other object** — a plain object with ``encode``, an ``nn.Module`` with its own
+``encode``, a subclass of ``SentenceTransformer``, a model with hooks or remote code —
+has **no identity**: it is never cached (its fingerprint's ``weights`` is
 :func:`evalkit.encoders.base.no_identity`, which the cache refuses), never shares a
-forward pass, and its result files are never reused. Two distinct objects under one
-name in one call are refused. Registration lasts exactly one call, whatever way it ends.
+forward pass, and its result files are never reused (a resumed run scores it again);
+:func:`evalkit.evaluate` says so in one line. Two distinct objects under one name in one
+call are refused. Registration lasts exactly one call, whatever way it ends.
+
+The caller's objects are left as they were: a model's train/eval mode (per module) and a
+fast tokenizer's truncation and padding are restored after every call evalkit makes.
+Vectors are handed on in the encoder's own dtype (the adapters check and cast them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import sys
 import threading
 import uuid
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +95,12 @@ def from_transformers(
     """
     from evalkit.encoders.pooling import POOLINGS
 
+    if _is_sentence_transformer(model):
+        raise SpecError(
+            "model is a SentenceTransformer, not a transformers model",
+            field="model",
+            hint="pass the SentenceTransformer to evaluate() itself, or from_transformers(st[0].auto_model, st.tokenizer)",
+        )
     if not (callable(model) and callable(getattr(model, "eval", None))):
         raise SpecError(
             f"model must be a transformers model (a torch nn.Module), got {type(model).__name__}",
@@ -198,28 +221,96 @@ def register(value: Any, name: str | None = None) -> tuple[EncoderSpec, str | No
 def identity(value: Any) -> tuple[str | None, str | None]:
     """(digest, None) for an object with an identity; (None, why) for one that has none (never cached, never shared).
 
-    For a :func:`from_transformers` description this is the identity of what its heads share:
-    model, tokenizer and the load options (max_length, batch size); pooling and layer come on top.
+    Only an object whose encode path evalkit runs and knows has one (see the module
+    docstring): a library ``SentenceTransformer`` or a :func:`from_transformers`
+    description, made of library modules only. For a description this is the identity
+    of what its heads share: model, tokenizer and the load options (max_length, batch
+    size); pooling and layer come on top.
     """
     from evalkit.model_identity import NoIdentity, object_digest
 
-    model = value.model if isinstance(value, TransformersModel) else value
     try:
-        stateful = callable(getattr(model, "state_dict", None))
-    except Exception:  # a state_dict attribute that raises when read
-        stateful = False
-    if not stateful:
-        return None, "it has no state_dict(), so evalkit cannot tell what its vectors depend on"
-    evaluated = isinstance(value, TransformersModel) or _is_sentence_transformer(value)  # encode runs in eval mode
+        why = unknown_code(value)
+    except Exception as exc:  # anything a third-party object raises while it is inspected: no identity, never a traceback
+        why = one_line(f"inspecting it raised {type(exc).__name__}: {exc}")[:300]
+    if why is not None:
+        return None, why
     try:
         if isinstance(value, TransformersModel):
             loaded = {k: v for k, v in value.options().items() if k not in ("pooling", "layer")}
-            return object_digest((value.model, value.tokenizer, loaded), skip=frozenset({"training"})), None
-        return object_digest(value, skip=frozenset({"training"}) if evaluated else frozenset()), None
+            return object_digest((value.model, value.tokenizer, loaded), skip=_MODE), None
+        return object_digest(value, skip=_MODE), None
     except NoIdentity as exc:
         return None, one_line(f"it holds a value evalkit cannot fingerprint ({exc})")[:300]
     except Exception as exc:  # anything a third-party object raises while it is read: no identity, never a traceback
         return None, one_line(f"reading it raised {type(exc).__name__}: {exc}")[:300]
+
+
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs")
+# Left out of the digest: the caller's train/eval mode (encode runs in eval mode) and the forward hooks, which
+# unknown_code() has checked are library code (transformers installs its output-capturing hooks on the first forward).
+_MODE = frozenset({"training", "_forward_hooks_always_called", *_HOOKS})
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks")
+
+
+def unknown_code(value: Any) -> str | None:
+    """Why evalkit does not know every line of code that computes ``value``'s vectors; None when it does.
+
+    Known: a ``SentenceTransformer`` of the library's own class, or a :func:`from_transformers`
+    description, whose modules, classes, methods and tokenizer all come from the numeric
+    libraries, with no forward hook of the caller's and no function of the caller's held by any module.
+    """
+    from evalkit.model_identity import is_library
+
+    if isinstance(value, TransformersModel):
+        model, tokenizer, what = value.model, value.tokenizer, f"its model (a {type(value.model).__name__})"
+    elif _is_sentence_transformer(value):
+        model, tokenizer, what = value, None, f"this {type(value).__name__}"
+    else:
+        return (
+            f"evalkit does not run its encode() (a {type(value).__name__}, not a library SentenceTransformer "
+            "or a from_transformers() description), so it cannot tell what its vectors depend on"
+        )
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(model, torch.nn.Module):
+        return f"{what} is not a torch module"
+    registry = sys.modules.get("torch.nn.modules.module")
+    if not all(is_library(hook) for name in _GLOBAL_HOOKS for hook in (getattr(registry, name, None) or {}).values()):
+        return "a global forward hook is registered in torch: code evalkit does not know runs in every forward pass"
+    checked: set[int] = set()
+    parts = [(f"{what}", model)] + [(f"{what}'s module {name}", m) for name, m in model.named_modules() if name]
+    if tokenizer is not None:
+        parts.append(("its tokenizer", tokenizer))
+    for where, part in parts:
+        reason = _foreign_code(part, checked)
+        if reason is not None:
+            return one_line(f"{where} {reason}, so evalkit cannot tell what its vectors depend on")[:300]
+        if not all(is_library(hook) for name in _HOOKS for hook in (getattr(part, name, None) or {}).values()):
+            return one_line(f"{where} has a forward hook of the caller's, so evalkit cannot tell what its vectors depend on")[:300]
+    return None
+
+
+def _foreign_code(part: Any, checked: set[int]) -> str | None:
+    """Why ``part`` runs code from outside the libraries (its class, a replaced method, a function it holds); else None."""
+    import types
+
+    from evalkit.model_identity import is_library
+
+    klass = type(part)
+    if id(klass) not in checked:
+        for base in klass.__mro__:
+            if not is_library(base):
+                return f"is of a class from outside the libraries ({base.__module__}.{base.__qualname__})"
+            for name, member in vars(base).items():
+                function = getattr(member, "__func__", member)
+                if isinstance(function, types.FunctionType) and not is_library(function):
+                    return f"has a method replaced by code from outside the libraries ({base.__qualname__}.{name})"
+        checked.add(id(klass))
+    state = getattr(part, "__dict__", None)
+    for name, member in state.items() if isinstance(state, dict) else ():
+        if callable(member) and not isinstance(member, type) and not is_library(member):
+            return f"holds a function from outside the libraries ({name} = a {type(member).__name__})"
+    return None
 
 
 def config_identity(spec: EncoderSpec) -> str:
@@ -308,19 +399,17 @@ class ObjectEncoder:
         kwargs: dict[str, Any] = {}
         prompts = getattr(self.obj, "prompts", None)
         if role is not None and isinstance(prompts, dict) and prompts.get(role.value):
+            if not self.is_sbert and not _accepts(self.obj.encode, "prompt_name"):
+                raise EvalkitError(
+                    f"{self.spec}: the object declares prompts[{role.value!r}] but its encode() takes no prompt_name",
+                    hint="accept prompt_name in encode(), or remove the prompts attribute",
+                )
             kwargs["prompt_name"] = role.value
         if self.is_sbert:
             kwargs.update(batch_size=32, convert_to_numpy=True, show_progress_bar=False, normalize_embeddings=False)
-        vectors = self.obj.encode(list(texts), **kwargs)
-        if hasattr(vectors, "detach"):
-            vectors = vectors.detach().float().cpu().numpy()
-        try:
-            array = np.asarray(vectors, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise EvalkitError(f"{self.spec}: encode() returned {type(vectors).__name__}, not a numeric matrix ({exc})") from None
-        if array.ndim != 2 or array.shape[0] != len(texts):
-            raise EvalkitError(f"{self.spec}: encode() returned shape {array.shape} for {len(texts)} texts; expected (n, dim)")
-        return array
+        with kept_as_is(self.obj, getattr(self.obj, "tokenizer", None) if self.is_sbert else None):
+            vectors = self.obj.encode(list(texts), **kwargs)
+        return _matrix(self.spec, vectors, len(texts))
 
     def fingerprint(self) -> dict[str, str]:
         return dict(self.entry.fingerprint)
@@ -329,7 +418,8 @@ class ObjectEncoder:
         tokenizer = getattr(self.obj, "tokenizer", None)
         if tokenizer is not None and callable(tokenizer):
             limit = getattr(self.obj, "max_seq_length", None)
-            encoded = tokenizer(list(texts), truncation=limit is not None, max_length=limit)
+            with kept_as_is(None, tokenizer):
+                encoded = tokenizer(list(texts), truncation=limit is not None, max_length=limit)
             return sum(len(ids) for ids in encoded["input_ids"])
         return sum(len(t.split()) for t in texts)
 
@@ -388,13 +478,9 @@ class TransformersObjectEncoder:
         backbone.register(self.head, lambda out, mask: fn(out.hidden_states, mask, layer))
 
     def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
-        was_training = bool(getattr(self.model, "training", False))
-        self.model.eval()  # dropout off while encoding; the caller's mode comes back after
-        try:
+        with kept_as_is(self.model, self.backbone.tokenizer):  # the caller's mode and tokenizer settings come back after
+            self.model.eval()  # dropout off while encoding
             return self.backbone.encode(list(texts), self.head)
-        finally:
-            if was_training:
-                self.model.train()
 
     def fingerprint(self) -> dict[str, str]:
         return {
@@ -405,7 +491,8 @@ class TransformersObjectEncoder:
         }
 
     def count_tokens(self, texts: Sequence[str]) -> int:
-        return sum(self.backbone.token_lengths(texts))
+        with kept_as_is(None, self.backbone.tokenizer):
+            return sum(self.backbone.token_lengths(texts))
 
     @property
     def device(self) -> str:
@@ -429,6 +516,72 @@ class TransformersObjectEncoder:
 
 
 _SHARED: dict[Hashable, Any] = {}  # share key -> Backbone
+
+
+def _matrix(spec: EncoderSpec, vectors: Any, n: int) -> np.ndarray:
+    """``vectors`` as a 2-D numeric array of the encoder's own dtype (no cast: the adapters check finiteness, then cast)."""
+    try:
+        if hasattr(vectors, "detach") and hasattr(vectors, "cpu"):  # a torch tensor
+            vectors = vectors.detach().cpu()
+            if str(getattr(vectors, "dtype", "")) == "torch.bfloat16":  # NumPy has no bfloat16; float32 holds it exactly
+                vectors = vectors.float()
+            vectors = vectors.numpy()
+        array = np.asarray(vectors)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise EvalkitError(one_line(f"{spec}: encode() returned {type(vectors).__name__}, not a numeric matrix ({exc})")[:400]) from None
+    if array.dtype.kind == "b":
+        array = array.astype(np.uint8)  # exact: 0/1
+    if array.dtype.kind not in "iuf":
+        raise EvalkitError(f"{spec}: encode() returned {array.dtype} values, not a numeric matrix")
+    if array.ndim != 2 or array.shape[0] != n:
+        raise EvalkitError(f"{spec}: encode() returned shape {array.shape} for {n} texts; expected (n, dim)")
+    return array
+
+
+def _accepts(function: Any, name: str) -> bool:
+    """Whether ``function`` takes a keyword ``name`` (or ``**kwargs``); True when its signature cannot be read."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+@contextlib.contextmanager
+def kept_as_is(model: Any, tokenizer: Any) -> Iterator[None]:
+    """Leave the caller's objects as they were: each module's train/eval mode, a fast tokenizer's truncation and padding."""
+    modes: list[tuple[Any, bool]] = []
+    torch = sys.modules.get("torch")
+    if model is not None and torch is not None and isinstance(model, torch.nn.Module):
+        modes = [(m, m.training) for m in model.modules()]
+    backend: Any = getattr(tokenizer, "_tokenizer", None) if tokenizer is not None else None
+    saved = _tokenizer_state(backend)
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            if module.training != training:
+                module.training = training
+        if saved is not None and _tokenizer_state(backend) != saved:
+            truncation, padding = saved
+            if truncation is None:
+                backend.no_truncation()
+            else:
+                backend.enable_truncation(**truncation)
+            if padding is None:
+                backend.no_padding()
+            else:
+                backend.enable_padding(**padding)
+
+
+def _tokenizer_state(backend: Any) -> tuple[Any, Any] | None:
+    """A ``tokenizers.Tokenizer``'s (truncation, padding) settings; None for anything else."""
+    tokenizers = sys.modules.get("tokenizers")
+    if backend is None or tokenizers is None or not isinstance(backend, tokenizers.Tokenizer):
+        return None
+    return backend.truncation, backend.padding
 
 
 def _is_sentence_transformer(obj: Any) -> bool:

@@ -3,7 +3,9 @@
     trainer = SentenceTransformerTrainer(model=model, ..., evaluator=EvalkitEvaluator(["STSBenchmark"]))
 
 Each call scores the model as it is at that step (a fresh fingerprint, so nothing is
-served from an earlier step's vectors) with evalkit's protocols and returns, per task,
+served from an earlier step's vectors; a subclass of ``SentenceTransformer`` has no
+fingerprint and is always encoded afresh) and leaves it as it was (train/eval mode,
+tokenizer settings), with evalkit's protocols, and returns, per task,
 the main score and its bootstrap interval (× 100 is *not* applied: the values are the
 metric's own scale, as sentence-transformers' evaluators report them):
 ``evalkit_STSBenchmark_cosine_spearman``, ``…_ci_low``, ``…_ci_high``. The primary
