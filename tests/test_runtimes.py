@@ -243,7 +243,7 @@ def test_a_fresh_export_matches_torch_and_its_fingerprint_names_the_export(fixtu
     again: Any = load_encoder(f"onnx:{folder}")  # export and parity reused: no torch weights read, no recomputation
     try:
         assert again.fingerprint() == fingerprint
-        assert type(again.model[0].model).__name__ == "RuntimeModel" and not list(again.model[0].model.parameters())
+        assert type(again.model[0].auto_model).__name__ == "RuntimeModel" and not list(again.model[0].auto_model.parameters())
     finally:
         again.close()
     assert [p.stat().st_mtime_ns for p in memo_files] == stamps
