@@ -16,9 +16,12 @@ Only the store's own layout (``ROOT/<encoder slug>/<task>.<split>.json``) is rea
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import re
+import typing
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -182,10 +185,101 @@ def adapter_of(result: CellResult) -> Any | None:
 
 
 def read_result(path: Path | str) -> CellResult:
-    """One result file, schema-valid (an unsealed interval dropped) and consistent with its own per-unit outcomes; else one DataError."""
+    """One result file, schema-valid (an unsealed interval dropped), of its task type, and consistent with its own per-unit outcomes.
+
+    Anything else is one DataError naming the file and the field.
+    """
     result = CellResult.read(path)
+    check_task_type(result, path)
     verify_units(result, path)
     return result
+
+
+IMPORTED_MAIN_METRIC = "main_score"
+"""What an MTEB import names its main score when the task is not one of evalkit's (:mod:`evalkit.report.mteb_io`)."""
+_CUTOFF = re.compile(r"(.+_at_)[0-9]+")
+
+
+@functools.cache
+def metric_names_of(task_type: str) -> tuple[frozenset[str], frozenset[str]] | None:
+    """Every metric name the task type's adapter can report: exact names, and ``<family>_at_`` stems taking any cut-off.
+
+    A result file does not store its task's settings, so the names are those of the default
+    settings and of every value of each choice setting (clustering's ``mode``), and a cut-off
+    metric (``ndcg_at_10``) stands for its family at every cut-off. None: the adapter does not say.
+    """
+    from evalkit.adapters import ADAPTERS, adapter_for
+    from evalkit.adapters.base import reported_metrics, settings_model
+
+    if task_type not in ADAPTERS:
+        return None
+    adapter = adapter_for(task_type)
+    model = settings_model(adapter)
+    choices: list[dict[str, Any]] = [{}] + [
+        {name: choice}
+        for name, info in model.model_fields.items()
+        if typing.get_origin(info.annotation) is typing.Literal
+        for choice in typing.get_args(info.annotation)
+    ]
+    found: list[frozenset[str]] = []
+    for choice in choices:
+        try:
+            names = reported_metrics(adapter, model(**choice))
+        except Exception:  # a choice these defaults do not allow, or settings without defaults: not listed
+            continue
+        if names is None:
+            return None
+        found.append(names)
+    if not found:
+        return None
+    exact = frozenset().union(*found) | {getattr(adapter, "main_metric", "")}
+    stems = frozenset(match.group(1) for name in exact if (match := _CUTOFF.fullmatch(name)))
+    return exact, stems
+
+
+def _reports(task_type: str, metric: str) -> bool:
+    names = metric_names_of(task_type)
+    if names is None:
+        return True
+    exact, stems = names
+    match = _CUTOFF.fullmatch(metric)
+    return metric in exact or (match is not None and match.group(1) in stems)
+
+
+def check_task_type(result: CellResult, path: Path | str | None = None) -> None:
+    """Refuse a result whose main metric, scores or per-unit outcomes are not its task type's (an edited ``task_type``, say).
+
+    Otherwise a clustering result relabelled ``retrieval`` would be averaged, v-measure and all,
+    into "mean retrieval". An evalkit result must name only metrics its adapter reports and carry
+    units its adapter can score; an MTEB import (other metric names, no units) must still have
+    the type's main metric or MTEB's ``main_score``. A task type evalkit does not know passes.
+    """
+    from evalkit.adapters import adapter_for
+
+    if metric_names_of(result.task_type) is None:
+        return
+    hint = "the file was edited or is corrupt; re-run this cell"
+    kind = f"the '{result.task_type}' task type"
+    imported = result.origin != "evalkit"
+    if not _reports(result.task_type, result.main_metric) and not (imported and result.main_metric == IMPORTED_MAIN_METRIC):
+        raise DataError(f"main metric '{result.main_metric}' is not one {kind} reports", path=path, field="main_metric", hint=hint)
+    if not imported:
+        stray = sorted(name for name in result.scores if not _reports(result.task_type, name))
+        if stray:
+            raise DataError(f"score '{stray[0]}' is not one {kind} reports", path=path, field=f"scores.{stray[0]}", hint=hint)
+    if not result.ok or not result.units or result.n_units < 1:
+        return
+    adapter = adapter_for(result.task_type)
+    if result.main_metric == getattr(adapter, "main_metric", None):
+        return  # verify_units rescores them against the main score
+    if result.n_units > _extent(result.units):
+        raise DataError(f"n_units {result.n_units} is more than the per-unit outcomes hold", path=path, field="n_units", hint=hint)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            adapter.score_units(prepare_units(result.units), np.arange(result.n_units))
+    except Exception as exc:
+        raise DataError(f"per-unit outcomes are not {kind}'s ({type(exc).__name__})", path=path, field="units", hint=hint) from None
 
 
 _REPLICATES: dict[tuple[Any, ...], np.ndarray | None] = {}

@@ -141,6 +141,72 @@ def test_results_without_units_are_not_checked_against_them(tmp_path: Path) -> N
     assert read_result(write_json(tmp_path / "r.json", data)).units == {}
 
 
+# --- a result belongs to its task type: metric names and per-unit outcomes are the type's own (issue 19) -----
+
+
+def _clustering_result(n: int = 10) -> dict[str, Any]:
+    """A clustering result as the adapter stores it: one v-measure per experiment, their mean the main score."""
+    v = [round(0.2 + 0.05 * i, 6) for i in range(n)]
+    main = float(np.mean(v))
+    scores = {"v_measure": main, "v_measure_std": float(np.std(v)), "ami": 0.3, "ami_std": 0.01}
+    return sts_result(task_type="clustering", main_metric="v_measure", main_score=main, scores=scores, n_units=n, units={"v_measures": v})
+
+
+@pytest.mark.parametrize(
+    ("make", "task_type", "field"),
+    [
+        (_clustering_result, "retrieval", "main_metric"),  # the outside tester's case: listed under "mean retrieval"
+        (_clustering_result, "classification", "main_metric"),
+        (sts_result, "retrieval", "main_metric"),
+        (sts_result, "pair_classification", "main_metric"),
+    ],
+)
+def test_a_result_whose_task_type_was_edited_is_refused(tmp_path: Path, make: Any, task_type: str, field: str) -> None:
+    data = make()
+    assert read_result(write_json(tmp_path / "clean.json", data)).task_type == data["task_type"]
+    path = write_json(tmp_path / "r.json", {**data, "task_type": task_type})
+    with pytest.raises(DataError) as info:
+        read_result(path)
+    assert info.value.field == field and info.value.path == str(path), info.value.render()
+    assert f"'{task_type}' task type" in info.value.render() and "\n" not in info.value.render()
+    # passing it off as an MTEB import does not help
+    with pytest.raises(DataError):
+        read_result(write_json(tmp_path / "i.json", {**data, "task_type": task_type, "origin": "mteb-import"}))
+
+
+def test_a_score_the_task_type_does_not_report_is_refused(tmp_path: Path) -> None:
+    data = sts_result()
+    path = write_json(tmp_path / "r.json", {**data, "scores": {**data["scores"], "v_measure": 0.9}})
+    with pytest.raises(DataError, match="score 'v_measure' is not one the 'sts' task type reports") as info:
+        read_result(path)
+    assert info.value.field == "scores.v_measure"
+
+
+def test_results_of_the_task_type_still_read_with_any_cutoff_another_main_metric_or_imported(tmp_path: Path) -> None:
+    """Settings are not stored: retrieval cut-offs are any k, a task may declare another main metric, imports use MTEB's names."""
+    cutoffs = sts_result(task_type="retrieval", main_metric="ndcg_at_7", main_score=0.5, scores={"ndcg_at_7": 0.5, "recall_at_250": 0.9})
+    assert read_result(write_json(tmp_path / "k.json", {**cutoffs, "units": {}, "n_units": 0})).main_metric == "ndcg_at_7"
+    data = sts_result()
+    pearson = {**data, "main_metric": "cosine_pearson", "main_score": 0.5}
+    assert read_result(write_json(tmp_path / "p.json", pearson)).main_metric == "cosine_pearson"
+    with pytest.raises(DataError, match="per-unit outcomes are not the 'summarization' task type's") as info:
+        read_result(write_json(tmp_path / "s.json", {**pearson, "task_type": "summarization"}))
+    assert info.value.field == "units"
+    imported = {**data, "origin": "mteb-import", "main_metric": "main_score", "main_score": 0.8, "units": {}, "n_units": 0}
+    imported["scores"] = {"main_score": 0.8, "cos_sim_spearman": 0.8}
+    assert read_result(write_json(tmp_path / "m.json", imported)).origin == "mteb-import"
+    for path in COMMITTED:
+        read_result(path)
+
+
+def test_report_refuses_an_edited_task_type_in_one_line_naming_file_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "results"
+    path = write_json(root / "tfidf_lexical" / "Tiny.test.json", {**_clustering_result(), "task_type": "retrieval"})
+    assert evalkit(["report", str(root), "-o", str(tmp_path / "out")]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert str(path) in line and "main_metric" in line and "'retrieval' task type" in line, line
+
+
 # --- status and score ------------------------------------------------------------------------------
 
 
