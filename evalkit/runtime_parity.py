@@ -14,14 +14,22 @@ backends to); quantised ones are recorded, not held to it: the quality gate judg
 
 The comparison costs a torch load, so it runs once per export and is memoised in
 ``<evalkit cache>/runtimes/parity/`` under a key that covers the export's digest, the
-runtime and its version, the reference model's digest and the sample. A memo file that
-does not validate is ignored and recomputed, never trusted.
+runtime and its version, the reference model's digest and the sample. A memo is sealed
+the way a result's interval is: it names the export it was measured on (the digest of the
+export's own digest record, ``.digest.json``, itself checked against the files before any
+use) and carries a SHA-256 over its format, key, export and parity. A memo whose seal,
+key or export does not match (edited by hand, copied from another export, corrupt, or
+from an older evalkit) is ignored with one warning line and parity is measured again:
+a faked parity never reaches a result's fingerprint, and a faked bad one never refuses
+a good export.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import stat
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +41,9 @@ from evalkit.schemas.base import Finite, Name, Schema
 FP32_BOUND = 1e-4
 SAMPLE_PAIRS = 128
 SAMPLE_NAME = f"STSBenchmark dev, first {SAMPLE_PAIRS} pairs ({2 * SAMPLE_PAIRS} sentences, every sentence pair)"
-FORMAT = 1
+FORMAT = 2  # 2: sealed (digest) and bound to the export
+MEMO_MAX_BYTES = 1 << 16  # a memo is under 1 KiB
+UNBOUND = "none"  # the export of a memo stored without one (the runtimes always name theirs: the digest of its record)
 
 
 class Parity(Schema):
@@ -58,11 +68,20 @@ class Parity(Schema):
 
 
 class ParityMemo(Schema):
-    """The memo file: its key (checked on read) and the comparison."""
+    """The memo file: its key, the export it was measured on, the comparison, and the seal over all of them (checked on read)."""
 
     format: int
     key: Name
+    export: Name
     parity: Parity
+    digest: Name
+
+
+def memo_digest(key: str, export: str, parity: Parity) -> str:
+    """SHA-256 over what a memo states: format, key, export and every field of the parity."""
+    body = {"format": FORMAT, "key": key, "export": export, "parity": parity.model_dump(mode="json")}
+    text = json.dumps(body, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def sample_sentences() -> list[str]:
@@ -112,20 +131,61 @@ def memo_dir() -> Path:
     return cache_dir() / "runtimes" / "parity"
 
 
-def load(key: str) -> Parity | None:
-    """The memoised parity for ``key``, or None (absent, unreadable or not valid: then it is recomputed)."""
+def memo_path(key: str) -> Path:
+    return memo_dir() / f"{key[:32]}.json"
+
+
+def load(key: str, export: str = UNBOUND) -> Parity | None:
+    """The memoised parity for ``key`` measured on ``export``, or None: then it is measured again.
+
+    Absent: None, silently. Present but unreadable, of another format, key or export, or not
+    matching its seal: None, with one ``evalkit: warning:`` line naming the file.
+    """
     from pydantic import ValidationError
 
-    path = memo_dir() / f"{key[:32]}.json"
+    path = memo_path(key)
     try:
-        memo = ParityMemo.model_validate_json(path.read_bytes())
-    except (OSError, ValidationError, ValueError):
+        status = path.lstat()
+        if not stat.S_ISREG(status.st_mode) or status.st_size > MEMO_MAX_BYTES:
+            _ignored(path, "not a regular file of a memo's size")  # a FIFO is never opened, a link never followed
+            return None
+        raw = path.read_bytes()
+    except FileNotFoundError:
         return None
-    return memo.parity if memo.key == key and memo.format == FORMAT else None
+    except OSError as exc:
+        _ignored(path, f"unreadable: {exc.strerror or exc}")
+        return None
+    try:
+        found = json.loads(raw)
+        if not isinstance(found, dict) or found.get("format") != FORMAT:
+            _ignored(path, "written by another evalkit version, or not a parity memo")
+            return None
+        memo = ParityMemo.model_validate_json(raw)
+    except (ValidationError, ValueError, RecursionError):
+        _ignored(path, "not a valid parity memo")
+        return None
+    if memo.key != key:
+        _ignored(path, "its key is not this export's")
+    elif memo.export != export:
+        _ignored(path, "it was measured on another export")
+    elif memo.digest != memo_digest(memo.key, memo.export, memo.parity):
+        _ignored(path, "it does not match its digest: edited or corrupt")
+    else:
+        return memo.parity
+    return None
 
 
-def store(key: str, parity: Parity) -> None:
+def _ignored(path: Path, why: str) -> None:
+    """The one line saying a memo was not used (above a progress bar, if one is drawn)."""
+    line = f"evalkit: warning: parity memo {path} ignored ({why}); parity against torch fp32 is measured again"
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None:
+        tqdm.tqdm.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+def store(key: str, parity: Parity, export: str = UNBOUND) -> None:
     """Best effort, atomic (temporary file + rename): a memo that cannot be written only costs a recomputation."""
-    folder = memo_dir()
-    data = ParityMemo(format=FORMAT, key=key, parity=parity).model_dump_json(indent=1).encode()
-    write_memo(folder / f"{key[:32]}.json", data)
+    memo = ParityMemo(format=FORMAT, key=key, export=export, parity=parity, digest=memo_digest(key, export, parity))
+    write_memo(memo_path(key), memo.model_dump_json(indent=1).encode())

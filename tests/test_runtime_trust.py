@@ -116,22 +116,157 @@ from evalkit.encoders import load_encoder
 encoder = load_encoder(sys.argv[1])
 encoder.encode(["a sentence", "another one"])
 encoder.close()
-print("ORT_DISABLE_TELEMETRY" in os.environ)
+print(any(name in os.environ for name in ("ORT_DISABLE_TELEMETRY", "CI", "TF_BUILD", "JENKINS_URL")))
 """
+TELEMETRY_SWITCHES = ("XDG_CACHE_HOME", "ORT_DISABLE_TELEMETRY", "CI", "TF_BUILD", "JENKINS_URL")
 
 
-def test_onnx_runs_write_nothing_under_the_home_folder(tiny_bert: Path, tmp_path: Path) -> None:
-    """onnxruntime's telemetry wrote ``~/.cache/Microsoft/DeveloperTools/.onnxruntime/`` on every import."""
+def test_onnx_and_openvino_runs_write_nothing_under_the_home_folder(tiny_bert: Path, tmp_path: Path) -> None:
+    """onnxruntime's telemetry wrote ``~/.cache/Microsoft/DeveloperTools/.onnxruntime/`` on every import; OpenVINO's
+    (``openvino_telemetry``, started by ``import openvino``) ``~/intel/openvino_ga_cid`` and ``~/intel/stats``."""
+    import importlib.util
+
     home = tmp_path / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "ORT_DISABLE_TELEMETRY")}
+    env = {k: v for k, v in os.environ.items() if k not in TELEMETRY_SWITCHES}
     env |= {"HOME": str(home), "EVALKIT_CACHE_DIR": str(tmp_path / "cache"), "HF_HOME": str(tmp_path / "hf")}
-    for spec in (f"onnx:{tiny_bert}", f"onnx:{tiny_bert}?quantize=int8"):
+    specs = [f"onnx:{tiny_bert}", f"onnx:{tiny_bert}?quantize=int8"]
+    if importlib.util.find_spec("openvino") is not None:
+        specs.append(f"openvino:{tiny_bert}")
+    for spec in specs:
         done = subprocess.run([sys.executable, "-c", PROBE, spec], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.strip().splitlines()[-1] == "False", "the environment is left as it was"
-    written = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
-    assert written == [], written
+        written = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
+        assert written == [], (spec, written)
+
+
+def test_openvino_import_writes_nothing_under_the_home_folder_and_keeps_what_the_user_set(tmp_path: Path) -> None:
+    """``CI`` set by the user (to anything) is theirs: kept as it was; another of the package's switches is used for the import."""
+    pytest.importorskip("openvino")
+    home = tmp_path / "home"
+    home.mkdir()
+    probe = (
+        "import os; from evalkit.encoders.runtimes import import_openvino; import_openvino(); "
+        "print(os.environ.get('CI'), 'TF_BUILD' in os.environ)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in TELEMETRY_SWITCHES} | {"HOME": str(home)}
+    for ci, expected in ((None, "None False"), ("false", "false False"), ("0", "0 False")):
+        done = subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=REPO,
+            env=env if ci is None else env | {"CI": ci},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.strip().splitlines()[-1] == expected
+        written = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
+        assert written == [], (ci, written)
+
+
+# --- the parity memo: sealed, bound to its export, never trusted when it does not verify (issue 19, W7) --------------
+
+
+def _memo(encoder: Any) -> Path:
+    from evalkit import runtime_parity
+
+    return runtime_parity.memo_dir() / f"{encoder._parity_key()[:32]}.json"
+
+
+def _load_twice_with_an_edited_memo(spec: str, edit: Any, capsys: pytest.CaptureFixture[str]) -> tuple[Any, Any, str]:
+    """Load ``spec`` (export + parity measured + memo), edit its memo, load again: both parities and what was said."""
+    first: Any = load_encoder(spec)
+    try:
+        memo = _memo(first)
+        data = json.loads(memo.read_text(encoding="utf-8"))
+        edit(data)
+        memo.write_text(json.dumps(data), encoding="utf-8")
+    finally:
+        first.close()
+    capsys.readouterr()
+    second: Any = load_encoder(spec)
+    second.close()
+    return first.parity, second.parity, capsys.readouterr().err
+
+
+def _said_once(err: str, memo: Path) -> None:
+    lines = [line for line in err.splitlines() if "parity memo" in line]
+    assert len(lines) == 1 and str(memo) in lines[0] and "measured again" in lines[0], err
+
+
+def test_an_edited_parity_memo_is_not_trusted_and_parity_is_measured_again(
+    tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The outside tester's case: an int8 memo edited to parity 1e-9 / 1.0 reached the result's fingerprint."""
+    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
+    spec = f"onnx:{tiny_bert}?quantize=int8"
+
+    def fake(data: dict[str, Any]) -> None:
+        data["parity"] |= {"max_abs_delta_cosine": 1e-9, "spearman": 1.0}
+
+    true, after, err = _load_twice_with_an_edited_memo(spec, fake, capsys)
+    assert true.max_abs_delta_cosine > 1e-6, "the tiny int8 export drifts: the fake is distinguishable"
+    assert after == true
+    again: Any = load_encoder(spec)
+    try:
+        _said_once(err, _memo(again))
+        assert again.parity == true and again.fingerprint()["parity_max_abs_delta_cosine"] == f"{true.max_abs_delta_cosine:.3e}"
+    finally:
+        again.close()
+    assert "parity memo" not in capsys.readouterr().err, "the memo measured again is stored and trusted from then on"
+
+
+def test_a_parity_memo_edited_to_fail_does_not_refuse_a_good_fp32_export(
+    tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
+
+    def spoil(data: dict[str, Any]) -> None:
+        data["parity"] |= {"max_abs_delta_cosine": 0.5, "spearman": 0.1}
+
+    true, after, err = _load_twice_with_an_edited_memo(f"onnx:{tiny_bert}", spoil, capsys)
+    assert true.within() and after == true
+    assert [line for line in err.splitlines() if "parity memo" in line and "does not match its digest" in line], err
+
+
+def test_a_parity_memo_of_another_export_is_not_used(
+    tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sealed anew (a valid digest) but naming another export, or copied over another export's memo: measured again."""
+    from evalkit import runtime_parity
+
+    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
+    fp32: Any = load_encoder(f"onnx:{tiny_bert}")
+    int8: Any = load_encoder(f"onnx:{tiny_bert}?quantize=int8")
+    fp32.close()
+    int8.close()
+    assert fp32.parity != int8.parity
+    # the int8 memo's content (sealed, valid) put in the fp32 memo's place
+    _memo(fp32).write_bytes(_memo(int8).read_bytes())
+    capsys.readouterr()
+    again: Any = load_encoder(f"onnx:{tiny_bert}")
+    again.close()
+    assert again.parity == fp32.parity
+    _said_once(capsys.readouterr().err, _memo(fp32))
+    # a memo resealed for another export record: the seal verifies, the binding does not
+    data = json.loads(_memo(int8).read_text(encoding="utf-8"))
+    parity = runtime_parity.Parity.model_validate(data["parity"]).model_copy(update={"max_abs_delta_cosine": 1e-9})
+    forged = runtime_parity.ParityMemo(
+        format=data["format"],
+        key=data["key"],
+        export="0" * 64,
+        parity=parity,
+        digest=runtime_parity.memo_digest(data["key"], "0" * 64, parity),
+    )
+    _memo(int8).write_text(forged.model_dump_json(), encoding="utf-8")
+    again = load_encoder(f"onnx:{tiny_bert}?quantize=int8")
+    again.close()
+    assert again.parity == int8.parity
+    err = capsys.readouterr().err
+    _said_once(err, _memo(int8))
+    assert "another export" in err
 
 
 def test_a_first_export_says_what_it_is_doing(

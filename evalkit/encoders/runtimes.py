@@ -32,7 +32,8 @@ ONNX Runtime writes nothing outside evalkit's cache here: its telemetry (Windows
 events only) is switched off at the first import, and no optimised-model file is saved
 (``SessionOptions.optimized_model_filepath`` stays empty). Every result's
 fingerprint names the export's content digest, the runtime and its version, the source
-model's digest, and the parity against torch fp32 (:mod:`evalkit.runtime_parity`). An fp32
+model's digest, and the parity against torch fp32 (:mod:`evalkit.runtime_parity`; its memo is
+sealed and bound to the export's digest record, so an edited memo is measured again). An fp32
 export that misses parity (> 1e-4 in cosine) is refused rather than scored.
 
 Threads: the budget torch has in this process (``torch.get_num_threads()``), so ``evalkit bench``
@@ -325,13 +326,14 @@ class RuntimeEncoder(Backend):
         prebuilt = self.plan.prebuilt
         self.source_identity = weights_identity(self.source, None)
         artifact = prebuilt.path() if prebuilt else export_path(self.source_identity, self.plan)
+        self._artifact = artifact
         parity: runtime_parity.Parity | None = None
         exported = artifact.exists() if prebuilt else is_complete(artifact.parent)
         if exported:
             if prebuilt is None:
                 verify_export(artifact.parent)  # before the identity is read or the runtime opens it
             self.identity = weights_identity(str(artifact.parent), None)
-            parity = runtime_parity.load(self._parity_key())
+            parity = runtime_parity.load(self._parity_key(), self._export_record())
         # torch weights are read only to export or to measure parity; otherwise the transformer is built on the meta device
         self.model = self._sentence_transformer(real_weights=parity is None)
         budget = self.options.token_budget or self.options.batch_size * TOKENS_PER_TEXT
@@ -342,18 +344,18 @@ class RuntimeEncoder(Backend):
             ensure_export(self.model, self.source_identity, self.plan, self.spec)
             verify_export(artifact.parent)
             self.identity = weights_identity(str(artifact.parent), None)
-            parity = runtime_parity.load(self._parity_key())
+            parity = runtime_parity.load(self._parity_key(), self._export_record())
         runtime = open_runtime(self.plan, artifact, self.threads)
         if parity is None:
             if prebuilt is not None:
-                check_prebuilt(prebuilt, artifact, self.model[0].model)
+                check_prebuilt(prebuilt, artifact, self.model[0].auto_model)
             say(f"{self.spec}: measuring parity against torch fp32 on {2 * runtime_parity.SAMPLE_PAIRS} sentences (once per export) ...")
             sentences = runtime_parity.sample_sentences()
             reference = self._encode(sentences, None)  # torch fp32, the same pipeline
             self._swap(runtime)
             parity = runtime_parity.compare(reference, self._encode(sentences, None))
             if self.plan.precision != "fp32" or parity.within():
-                runtime_parity.store(self._parity_key(), parity)
+                runtime_parity.store(self._parity_key(), parity, self._export_record())
         else:
             self._swap(runtime)
         self.parity = parity
@@ -364,9 +366,19 @@ class RuntimeEncoder(Backend):
                 hint=f"delete {artifact.parent} to export again, or use sbert:{self.spec.model}",
             )
 
+    def _export_record(self) -> str:
+        """What a parity memo is bound to: the digest of the export's own digest record (verified against its files by now).
+
+        A prebuilt file has no record: its weights identity (a digest of the package folder's files) stands for it.
+        """
+        if self.plan.prebuilt is not None:
+            return self.identity
+        return record_digest(self._artifact.parent)
+
     def _parity_key(self) -> str:
         return runtime_parity.memo_key(
             export=self.identity,
+            record=self._export_record(),
             source=self.source_identity,
             runtime=self._runtime_label(),
             sample=runtime_parity.SAMPLE_NAME,
@@ -395,7 +407,11 @@ class RuntimeEncoder(Backend):
     def _swap(self, runtime: Runtime) -> None:
         """Replace the transformer's forward pass by the runtime (the torch weights are dropped)."""
         transformer = self.model[0]
-        transformer.model = runtime_module(runtime, transformer.model.config)
+        swapped = runtime_module(runtime, transformer.auto_model.config)
+        # sentence-transformers 6 holds the transformers model as `model` (`auto_model` became a read-only alias);
+        # older releases hold it as `auto_model`. `auto_model` reads it in both.
+        alias = isinstance(getattr(type(transformer), "auto_model", None), property)  # probing a third-party class
+        setattr(transformer, "model" if alias else "auto_model", swapped)
         self._runtime = runtime
 
     def _runtime_label(self) -> str:
@@ -521,6 +537,44 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
+OPENVINO_CI_VARS = ("CI", "TF_BUILD", "JENKINS_URL")
+
+
+def _openvino_declines_here() -> bool:
+    """Whether ``openvino_telemetry`` reads this environment as a CI job (its ``OptInChecker._run_in_ci``): then it writes nothing."""
+    return os.environ.get("CI", "").lower() == "true" or bool(os.environ.get("TF_BUILD")) or bool(os.environ.get("JENKINS_URL"))
+
+
+def import_openvino() -> Any:
+    """``import openvino`` with its telemetry off, the environment left as it was.
+
+    ``import openvino`` imports ``openvino.tools.ovc``, which starts Intel's telemetry (package
+    ``openvino_telemetry``, Google Analytics 4) with ``enable_opt_in_dialog=False``: without a consent
+    file it counts as consent and writes ``~/intel/openvino_ga_cid`` (a client id) and ``~/intel/stats``
+    on every import, outside the results folder and evalkit's cache. Its only switch that writes
+    nothing is ``disable_in_ci=True``, which ovc passes: a CI job (``CI=true``, or ``TF_BUILD`` /
+    ``JENKINS_URL`` set, read at import) declines. So the first of those the user has not set is set
+    for the import (``CI=true``, usually) and removed again; a value the user set is kept.
+    (``opt_in_out --opt_out`` would write a consent file under the home folder: not ours to write.)
+    """
+    import sys
+
+    module = sys.modules.get("openvino")
+    if module is not None:
+        return module
+    added = [] if _openvino_declines_here() else [name for name in OPENVINO_CI_VARS if name not in os.environ][:1]
+    for name in added:
+        os.environ[name] = "true"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import openvino
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+    return openvino
+
+
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
@@ -576,7 +630,7 @@ def ensure_export(model: Any, source_identity: str, runtime_plan: Plan, spec: ob
 
     def export(tmp: Path) -> None:
         say(f"{who}: exporting the transformer to ONNX, once per model (about a minute for MiniLM on 2 cores) into {fp32.parent} ...")
-        export_onnx(model[0].model, model[0].tokenizer, tmp / "model.onnx")
+        export_onnx(model[0].auto_model, model[0].tokenizer, tmp / "model.onnx")
 
     def derive(convert: Callable[[Path, Path], None], what: str) -> Callable[[Path], None]:
         def write(tmp: Path) -> None:
@@ -659,6 +713,20 @@ def _record_digests(folder: Path) -> None:
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def record_digest(folder: Path) -> str:
+    """SHA-256 of an export's digest record as recorded (its format and every file's digest): what a parity memo is bound to."""
+    try:
+        record = json.loads((folder / DIGEST_FILE).read_text(encoding="utf-8"))
+        if not isinstance(record, dict):
+            raise ValueError("not a digest record")
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise ModelUnavailableError(
+            f"the cached export {folder} has no readable digest record ({DIGEST_FILE})", hint=f"delete the folder {folder} to export again"
+        ) from None
+    text = json.dumps({"format": record.get("format"), "files": record.get("files")}, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def verify_export(folder: Path) -> None:
@@ -891,7 +959,7 @@ def _onnxruntime(artifact: Path, streams: int, per_stream: int, device: str) -> 
 
 
 def _openvino(artifact: Path, streams: int, per_stream: int) -> Runtime:
-    import openvino
+    openvino = import_openvino()
 
     core = openvino.Core()
     config = {
@@ -921,6 +989,7 @@ def runtime_module(runtime: Runtime, config: Any) -> Any:
     import queue
 
     import torch
+    from transformers.modeling_outputs import BaseModelOutput
 
     pool: queue.SimpleQueue[Callable[[Feeds], np.ndarray]] = queue.SimpleQueue()
     for run in runtime.runners:
@@ -936,7 +1005,7 @@ def runtime_module(runtime: Runtime, config: Any) -> Any:
         def device(self) -> torch.device:
             return torch.device("cpu")
 
-        def forward(self, input_ids: Any = None, attention_mask: Any = None, token_type_ids: Any = None, **_: Any) -> dict[str, Any]:
+        def forward(self, input_ids: Any = None, attention_mask: Any = None, token_type_ids: Any = None, **_: Any) -> Any:
             given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
             if given["token_type_ids"] is None:
                 given["token_type_ids"] = torch.zeros_like(input_ids)
@@ -946,7 +1015,8 @@ def runtime_module(runtime: Runtime, config: Any) -> Any:
                 hidden = run(feeds)
             finally:
                 pool.put(run)
-            return {"last_hidden_state": torch.from_numpy(np.asarray(hidden, dtype=np.float32))}
+            # a ModelOutput: read by key (sentence-transformers 6) and by position (older releases, return_dict=False)
+            return BaseModelOutput(last_hidden_state=torch.from_numpy(np.asarray(hidden, dtype=np.float32)))
 
     return RuntimeModel()
 
