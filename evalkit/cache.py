@@ -310,6 +310,55 @@ class CacheInfo:
     unreadable: int = 0  # shard files that are ignored (corrupt, truncated, not a regular file)
 
 
+STORED_RANGE = (2.0**-16, 2.0**32)
+"""Largest magnitudes of the vectors stored: those the scorer reads unscaled (``evalkit.adapters.base.RESCALE_BELOW..ABOVE``).
+
+A vector stored is cast to float32; one outside this range would be rescaled in float64 by the scorer
+before its cast (1e-310 is 0 in float32, 1e40 is infinite), so its cached copy would not be what the
+scorer reads: such a result is handed on uncached, as the encoder returned it."""
+
+
+def storable(raw: object) -> np.ndarray | None:
+    """``raw`` as the float32 (n, dim) array to cache, or None when float32 would not hold what the scorer reads from it.
+
+    Stored: real numbers (float, int), finite, each vector all zero or with its largest magnitude in
+    :data:`STORED_RANGE`; their float32 copy is what the vector check (``evalkit.adapters.base.VectorCheck``)
+    makes of the original, so a cached run scores exactly as an uncached one. Anything else (complex,
+    objects, NaN, values beyond float32, vectors that need rescaling) is passed through for the check to
+    rescale or refuse.
+    """
+    try:
+        array = np.asarray(raw)
+    except Exception:
+        return None
+    if array.dtype.kind not in "fiu" or array.ndim != 2 or 0 in array.shape or array.dtype.itemsize > 8:
+        return None
+    wide = np.asarray(array, dtype=np.float64)
+    if not np.isfinite(wide).all():
+        return None
+    peaks = np.max(np.abs(wide), axis=1)
+    low, high = STORED_RANGE
+    if not ((peaks == 0) | ((peaks >= low) & (peaks <= high))).all():
+        return None
+    return np.asarray(array, dtype=np.float32)
+
+
+def _merged(raw: object, found: np.ndarray, missing: list[int], n: int, again: Callable[[], np.ndarray]) -> np.ndarray:
+    """Cached rows and ``raw`` fresh ones in text order, in ``raw``'s own dtype (float64 at least); ``again()`` if they cannot merge."""
+    try:
+        fresh = np.asarray(raw)
+    except Exception:
+        return again()
+    if fresh.dtype.kind not in "fiu" or fresh.ndim != 2 or fresh.shape != (len(missing), found.shape[1]):
+        return again()  # not numbers to merge: the whole call afresh, for the scorer to judge
+    out = np.empty((n, fresh.shape[1]), dtype=np.result_type(fresh.dtype, np.float64))
+    is_missing = np.zeros(n, dtype=bool)
+    is_missing[missing] = True
+    out[is_missing] = fresh
+    out[~is_missing] = found
+    return out
+
+
 class CachedEncoder(EncoderWrapper):
     """An Encoder that answers from the cache and sends only the missing texts to ``inner``.
 
@@ -331,11 +380,18 @@ class CachedEncoder(EncoderWrapper):
         if not missing:
             self.hits += len(texts)
             return found
-        fresh = np.asarray(self.inner.encode([texts[i] for i in missing], role), dtype=np.float32)
-        if len(missing) < len(texts) and (fresh.ndim != 2 or fresh.shape[1] != found.shape[1]):
+        raw = self.inner.encode([texts[i] for i in missing], role)
+        fresh = storable(raw)
+        if fresh is None:  # not what float32 holds as the scorer would read it: handed on as it is, never stored
+            self.misses += len(missing)
+            if len(missing) == len(texts):
+                return raw
+            self.hits += len(texts) - len(missing)
+            return _merged(raw, found, missing, len(texts), lambda: self.inner.encode(texts, role))
+        if len(missing) < len(texts) and fresh.shape[1] != found.shape[1]:
             warn_once("dimension", space.key, f"the model's vectors no longer match the cached ones in {space.folder}; encoding afresh")
             self.misses += len(texts)
-            return np.asarray(self.inner.encode(texts, role), dtype=np.float32)
+            return self.inner.encode(texts, role)
         self.hits += len(texts) - len(missing)
         self.misses += len(missing)
         self.cache.store(space, [digests[i] for i in missing], fresh)

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
@@ -71,34 +71,68 @@ class Adapter(Protocol):
         ...
 
 
-# ---- every vector an adapter scores: finite, and on a scale float32 arithmetic can score ----------
+# ---- every vector an adapter scores: finite, real, and on a scale float32 arithmetic can score -----
 RESCALE_BELOW, RESCALE_ABOVE = 2.0**-16, 2.0**32
-"""A scale-invariant task's vectors whose largest magnitude leaves this range are scaled by a power of two (exact)."""
-FLOAT32_LIMIT = 2.0**48
-"""Largest magnitude scored without rescaling: squared norms of float32 vectors stay far below float32's maximum (2**128)."""
+"""A vector whose largest magnitude lies in this range is scored as it is; outside it a scale-invariant task rescales (exactly)."""
+UNIFORM_BAND = (2.0**-40, 2.0**48)
+"""Under one common power of two (fixed by the first call, which it brings into the range above), later calls' magnitudes may
+lie in this wider band: products and squares of float32 values stay normal (2**-126..2**128); beyond it, a refusal."""
+FLOAT32_MAX, FLOAT32_TINY = float(np.finfo(np.float32).max), float(np.finfo(np.float32).tiny)
+Scaling = Literal["none", "uniform", "row"]
+"""How a task type may rescale vectors: not at all (its metrics depend on scale), all by one power of two, or each its own."""
+_WHY = {
+    "uniform": "its metrics depend on the vectors' relative magnitudes, so they can only be rescaled all alike",
+    "none": "its metrics depend on scale, so evalkit does not rescale them",
+}
 
 
 class VectorCheck(EncoderWrapper):
     """The encoder as an adapter sees it: every ``encode`` result checked, then handed over as float32.
 
     Built by :class:`TaskAdapter` around the encoder of each ``evaluate`` call, so no task
-    type can score a vector that did not pass here. A NaN or infinite value is an
+    type can score a vector that did not pass here. The encoder's array is read in its own
+    dtype (float64, float16, integers): anything but real numbers (complex, bool, objects,
+    strings), a width of 0, a width other than that of its earlier vectors in the task,
+    a NaN or infinite value, or vectors that are all zero (cosine undefined) is an
     EvalkitError naming the encoder (the encoder is at fault, not the task's data).
-    Finite vectors too large or too small for float32 arithmetic (squares that overflow,
-    norms read as zero) are, for a task type whose every metric is scale-invariant
-    (cosine, correlations, rankings, k-means), multiplied by one power of two fixed by
-    the first call of the evaluation: exact, so every score equals that of the vectors at
-    a float32-friendly scale, and said in the result's warnings. A task type that is not
-    scale-invariant (a classifier's regularisation depends on scale) gets them unchanged,
-    or a refusal when float32 cannot hold them.
+
+    Finite vectors whose largest magnitude lies outside ``RESCALE_BELOW..RESCALE_ABOVE``
+    (squares that overflow float32, norms read as zero, sklearn's and torch's epsilon
+    guards) are multiplied in float64 by a power of two (exact), then cast to float32, as
+    the task type's ``scaling`` allows (:meth:`TaskAdapter.vector_scaling`):
+
+    - ``"row"`` (every metric scored by cosine: STS, summarization, cosine retrieval and
+      reranking): all vectors by one power of two when one brings them all into the range
+      (fixed by the first call of the evaluation); otherwise each vector outside the range
+      by its own, and the metrics that depend on a vector's length (``row_dependent``:
+      STS's Euclidean, Manhattan and dot scores, summarization's dot scores) are reported
+      as None. Vectors already in the range are never touched when none needs it.
+    - ``"uniform"`` (k-means, pair classification's distances, dot-product search): one
+      power of two for all, or a refusal when the vectors' magnitudes are too far apart.
+    - ``"none"`` (a classifier's regularisation depends on scale): unchanged, or a
+      refusal when float32 cannot hold them.
+
+    Every rescaling is said in the result's warnings (:meth:`annotate`).
     """
 
-    def __init__(self, inner: Encoder, task_type: str, scale_invariant: bool) -> None:
+    def __init__(
+        self,
+        inner: Encoder,
+        task_type: str,
+        scale_invariant: bool | None = None,
+        scaling: Scaling | None = None,
+        row_dependent: Sequence[str] = (),
+    ) -> None:
         super().__init__(inner)
         self.task_type = task_type
-        self.scale_invariant = scale_invariant
+        self.scaling: Scaling = scaling or ("uniform" if scale_invariant else "none")
+        self.scale_invariant = self.scaling != "none"
+        self.row_dependent = tuple(row_dependent)  # score-name prefixes that change when one vector is rescaled alone
         self.exponent: int | None = None  # vectors are multiplied by 2**-exponent; fixed at the first non-zero call
         self.peak = 0.0
+        self.width: int | None = None
+        self.rows_rescaled = 0  # vectors given their own power of two ("row" scaling)
+        self.row_magnitudes = (math.inf, 0.0)  # the smallest and largest magnitude among those
 
     def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
         return self.check(self.inner.encode(texts, role), texts)
@@ -107,19 +141,64 @@ class VectorCheck(EncoderWrapper):
         return EvalkitError(f"encoder {self.spec} {message}"[:400], hint=hint)
 
     def check(self, raw: object, texts: Sequence[str]) -> np.ndarray:
+        vectors = self._real(raw, texts)
+        magnitudes = np.max(np.abs(vectors), axis=1)
+        if not magnitudes.any() and any(t.strip() for t in texts):
+            raise self._refuse(
+                f"returned all-zero vectors for all {len(texts)} texts of a call (first: {texts[0][:60]!r}); cosine is undefined",
+                "the encoder is at fault, not the task's data: check its weights and pooling; values below float32's "
+                "smallest number (1.2e-38) read as zero when cast to float32 before evalkit sees them",
+            )
+        exponents = self._exponents(magnitudes)
+        if magnitudes.any():
+            self.peak = max(self.peak, float(magnitudes.max()))
+        if exponents is not None:
+            with np.errstate(under="ignore"):  # a row's values far below its largest may fall under float64: as in float32
+                vectors = np.ldexp(vectors, -exponents[:, np.newaxis])  # exact for every value that matters
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _real(self, raw: object, texts: Sequence[str]) -> np.ndarray:
+        """``raw`` as a float64 (n, dim) array of finite numbers, in the encoder's own values (nothing cast away)."""
         try:
             vectors = np.asarray(raw)
         except Exception as exc:  # an object numpy cannot read as an array
             raise self._refuse(
                 f"returned {type(raw).__name__}, not an array of vectors ({exc})", "encode() must return (n, dim) numbers"
             ) from None
-        if vectors.dtype.kind not in "fiu" or vectors.ndim != 2 or vectors.shape[0] != len(texts):
+        kind = vectors.dtype.kind
+        if kind not in "fiu":
+            what = {"c": "complex", "b": "boolean", "O": "Python object", "U": "string", "S": "bytes"}.get(kind, str(vectors.dtype))
+            raise self._refuse(
+                f"returned {what} values ({vectors.dtype}), not real numbers",
+                "encode() must return real numbers (evalkit does not drop an imaginary part or guess what objects mean)",
+            )
+        if vectors.ndim != 2 or vectors.shape[0] != len(texts):
             raise self._refuse(
                 f"returned an array of {vectors.dtype} with shape {vectors.shape} for {len(texts)} texts",
                 "encode() must return one row of numbers per text: shape (n, dim)",
             )
-        if vectors.dtype.kind != "f":
-            vectors = vectors.astype(np.float64)
+        if vectors.shape[1] == 0:
+            raise self._refuse(f"returned vectors of width 0 for {len(texts)} texts", "encode() must return vectors of at least one number")
+        if self.width is not None and vectors.shape[1] != self.width:
+            raise self._refuse(
+                f"returned vectors of width {vectors.shape[1]} in this task after vectors of width {self.width}",
+                "every vector of a task (queries and documents alike) must have one width: check the model's roles and prompts",
+            )
+        self.width = vectors.shape[1]
+        if kind == "f" and vectors.dtype.itemsize > 8:  # long double: finite there, perhaps beyond float64
+            self._finite(vectors, texts)
+            with np.errstate(over="ignore"):
+                wide = vectors.astype(np.float64)
+            if not np.isfinite(wide).all():
+                raise self._refuse(
+                    f"returned {vectors.dtype} values beyond float64's range (1.8e308)", "scale the vectors down in the encoder"
+                )
+            vectors = wide
+        vectors = np.asarray(vectors, dtype=np.float64)  # exact for float16/32 and for integers up to 2**53
+        self._finite(vectors, texts)
+        return vectors
+
+    def _finite(self, vectors: np.ndarray, texts: Sequence[str]) -> None:
         bad = ~np.isfinite(vectors).all(axis=1)
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
@@ -127,42 +206,92 @@ class VectorCheck(EncoderWrapper):
             raise self._refuse(
                 f"returned {int(bad.sum())} of {len(texts)} vectors with {kinds} values (first: text {texts[first][:60]!r})",
                 "the encoder is at fault, not the task's data: check the model's weights and dtype (an overflow in float16), "
-                "or a division by a zero norm; values beyond float32's range (3.4e38) read as infinite too",
+                "or a division by a zero norm",
             )
-        peak = float(np.max(np.abs(vectors))) if vectors.size else 0.0
-        if peak == 0.0:  # every vector zero (blank texts): nothing to scale
-            return np.asarray(vectors, dtype=np.float32)
+
+    def _exponents(self, magnitudes: np.ndarray) -> np.ndarray | None:
+        """Each vector's power of two (vectors are multiplied by ``2**-e``), or None when none is rescaled."""
+        nonzero = magnitudes > 0
+        if not nonzero.any():
+            return None
+        low, high = float(magnitudes[nonzero].min()), float(magnitudes[nonzero].max())
+        if self.scaling == "none":
+            if high > FLOAT32_MAX or low < FLOAT32_TINY:
+                raise self._refuse(
+                    f"returned vectors of magnitude {low:.3g} to {high:.3g}, beyond float32's range (1.2e-38 to 3.4e38), in which "
+                    f"task type '{self.task_type}' scores them ({_WHY['none']})",
+                    "scale the vectors (normalise them) in the encoder",
+                )
+            return None
         if self.exponent is None:
-            rescale = self.scale_invariant and not RESCALE_BELOW <= peak <= RESCALE_ABOVE
-            self.exponent = math.frexp(peak)[1] if rescale else 0
-        scaled = math.ldexp(peak, -self.exponent)
-        if scaled > FLOAT32_LIMIT:
-            if self.scale_invariant:
-                raise self._refuse(
-                    f"returned vectors of magnitude {peak:.3g}, {scaled:.3g} times those of its first vectors of this task",
-                    "scores are computed in float32 on one scale per task; an encoder whose magnitudes differ this much "
-                    "cannot be scored on one",
-                )
-            if peak > float(np.finfo(np.float32).max):
-                raise self._refuse(
-                    f"returned vectors of magnitude {peak:.3g}, beyond float32's range (3.4e38), in which task type "
-                    f"'{self.task_type}' scores them (its metrics depend on scale, so evalkit does not rescale them)",
-                    "scale the vectors down (normalise them) in the encoder",
-                )
-        self.peak = max(self.peak, peak)
-        if self.exponent:
-            vectors = np.ldexp(vectors, -self.exponent)
-        return np.asarray(vectors, dtype=np.float32)
+            if low >= RESCALE_BELOW and high <= RESCALE_ABOVE:
+                self.exponent = 0
+            else:
+                common = _common_exponent(low, high)
+                if common is None and self.scaling == "uniform":
+                    raise self._apart(low, high)
+                self.exponent = 0 if common is None else common
+        exponents = np.full(magnitudes.shape, self.exponent, dtype=np.int64)
+        with np.errstate(over="ignore", under="ignore"):  # an overflow reads as out of range, as it is
+            scaled = np.ldexp(magnitudes, -exponents)
+        below, above = (RESCALE_BELOW, RESCALE_ABOVE) if self.scaling == "row" else UNIFORM_BAND
+        outside = nonzero & ((scaled < below) | (scaled > above))
+        if outside.any():
+            if self.scaling == "uniform":
+                raise self._apart(low, high)
+            exponents[outside] = np.frexp(magnitudes[outside])[1]  # each such vector's largest value to 0.5..1
+            self.rows_rescaled += int(outside.sum())
+            apart = magnitudes[outside]
+            self.row_magnitudes = (min(self.row_magnitudes[0], float(apart.min())), max(self.row_magnitudes[1], float(apart.max())))
+        return exponents if exponents.any() else None
+
+    def _apart(self, low: float, high: float) -> EvalkitError:
+        return self._refuse(
+            f"returned vectors of magnitudes {low:.3g} to {high:.3g}, too far apart (with its earlier ones in this task) for one "
+            f"power of two to bring them all to a scale float32 can score; task type '{self.task_type}': {_WHY['uniform']}",
+            "the encoder's vectors differ in length by more than 2**48: normalise them in the encoder",
+        )
 
     def annotate(self, outcome: Any) -> Any:
-        """The outcome, with a warning saying the vectors were rescaled (when they were)."""
-        if not self.exponent or not isinstance(outcome, TaskOutcome):
+        """The outcome, with a warning saying the vectors were rescaled (when they were), length-dependent metrics dropped."""
+        if not isinstance(outcome, TaskOutcome):
             return outcome
-        note = (
-            f"encoder {self.spec}: vectors of magnitude up to {self.peak:.3g} scaled by 2**{-self.exponent} before scoring "
-            f"(exact; every metric of task type '{self.task_type}' is scale-invariant)"
-        )
-        return dataclasses.replace(outcome, warnings=(*outcome.warnings, note))
+        notes, scores = list(outcome.warnings), dict(outcome.scores)
+        if self.exponent:
+            notes.append(
+                f"encoder {self.spec}: vectors of magnitude up to {self.peak:.3g} scaled by 2**{-self.exponent} before scoring "
+                f"(exact; every metric of task type '{self.task_type}' is scale-invariant)"
+            )
+        if self.rows_rescaled:
+            dropped = [name for name in scores if name != outcome.main_metric and name.startswith(self.row_dependent)]
+            low, high = self.row_magnitudes
+            note = (
+                f"encoder {self.spec}: {self.rows_rescaled} vectors of magnitude {low:.3g} to {high:.3g} (outside 2**-16..2**32) "
+                f"each scaled by its own power of two before scoring (exact; cosine does not change with a vector's length)"
+            )
+            if dropped:
+                note += f"; not reported, as they depend on each vector's length: {', '.join(dropped)}"
+                scores.update(dict.fromkeys(dropped))
+            notes.append(note)
+        if len(notes) == len(outcome.warnings):
+            return outcome
+        return dataclasses.replace(outcome, scores=scores, warnings=tuple(notes))
+
+
+def _common_exponent(low: float, high: float) -> int | None:
+    """A power of two ``e`` bringing magnitudes ``low..high`` into ``RESCALE_BELOW..RESCALE_ABOVE`` (times ``2**-e``), or None.
+
+    The largest goes to 0.5..1 when the smallest stays at or above 2**-16; otherwise the smallest goes to 2**-16..2**-15.
+    Decided on binary exponents (``x = f * 2**E``, f in 0.5..1), so nothing overflows on the way.
+    """
+    top, bottom = math.frexp(high)[1], math.frexp(low)[1]
+    exponent = min(top, bottom + 15)
+    return exponent if top - exponent <= 32 else None
+
+
+def rows_rescaled(encoder: object) -> bool:
+    """Whether ``encoder`` (as an adapter received it) gave some vectors their own power of two: lengths no longer compare."""
+    return bool(getattr(encoder, "rows_rescaled", 0))
 
 
 class _FittedVectorCheck(VectorCheck):
@@ -172,13 +301,25 @@ class _FittedVectorCheck(VectorCheck):
         self.inner.fit(texts)  # type: ignore[attr-defined]
 
 
-def checked_encoder(encoder: Encoder, adapter: object) -> VectorCheck:
+def scaling_of(adapter: object, task: Any = None) -> Scaling:
+    """How ``adapter``'s task type lets vectors be rescaled on ``task`` (:meth:`TaskAdapter.vector_scaling`)."""
+    decide = getattr(adapter, "vector_scaling", None)
+    if callable(decide):
+        with contextlib.suppress(Exception):  # a task the adapter cannot read: the class-level answer
+            found = decide(task)
+            if found in ("none", "uniform", "row"):
+                return found
+    return "uniform" if getattr(adapter, "scale_invariant", False) else "none"
+
+
+def checked_encoder(encoder: Encoder, adapter: object, task: Any = None) -> VectorCheck:
     """``encoder`` behind the finite-vector check of ``adapter``'s task type (a checked encoder is returned as it is)."""
     if isinstance(encoder, VectorCheck):
         return encoder
     kind = _FittedVectorCheck if isinstance(encoder, CorpusFitted) else VectorCheck
     task_type = str(getattr(adapter, "task_type", type(adapter).__name__))
-    return kind(encoder, task_type, bool(getattr(adapter, "scale_invariant", False)))
+    row_dependent = tuple(getattr(adapter, "row_dependent_metrics", ()))
+    return kind(encoder, task_type, scaling=scaling_of(adapter, task), row_dependent=row_dependent)
 
 
 def _checking(evaluate: Callable[..., Any]) -> Callable[..., Any]:
@@ -190,7 +331,7 @@ def _checking(evaluate: Callable[..., Any]) -> Callable[..., Any]:
     def checked(self: Any, encoder: Encoder, task: Any, split: str, *args: Any, **kwargs: Any) -> Any:
         if isinstance(encoder, VectorCheck):  # a subclass calling super().evaluate: already checked
             return evaluate(self, encoder, task, split, *args, **kwargs)
-        wrapped = checked_encoder(encoder, self)
+        wrapped = checked_encoder(encoder, self, task)
         return wrapped.annotate(evaluate(self, wrapped, task, split, *args, **kwargs))
 
     checked.__checks_vectors__ = True  # type: ignore[attr-defined]
@@ -201,13 +342,24 @@ class TaskAdapter:
     """Base class of the task types: whatever ``evaluate`` a subclass defines receives its encoder behind :class:`VectorCheck`.
 
     ``scale_invariant`` declares that every metric of the type is unchanged when all
-    vectors are multiplied by one positive number (cosine, correlations, rankings,
-    k-means); such a type gets out-of-range vectors rescaled instead of refused.
-    Third-party adapters that follow the :class:`Adapter` Protocol without subclassing
-    are put behind the same check by :func:`evalkit.adapters.adapter_for`.
+    vectors are multiplied by one positive number (correlations, rankings, k-means);
+    ``row_invariant`` that its main metric is unchanged when each vector is multiplied by
+    its own (cosine), the metrics that are not being named by ``row_dependent_metrics``
+    (prefixes). Such types get out-of-range vectors rescaled instead of refused
+    (:meth:`vector_scaling`, :class:`VectorCheck`). Third-party adapters that follow the
+    :class:`Adapter` Protocol without subclassing are put behind the same check by
+    :func:`evalkit.adapters.adapter_for`.
     """
 
     scale_invariant: ClassVar[bool] = False
+    row_invariant: ClassVar[bool] = False
+    row_dependent_metrics: ClassVar[tuple[str, ...]] = ()
+
+    def vector_scaling(self, task: Any) -> Scaling:
+        """How this task's vectors may be rescaled: each on its own ("row"), all alike ("uniform"), or not ("none")."""
+        if self.row_invariant:
+            return "row"
+        return "uniform" if self.scale_invariant else "none"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -226,7 +378,7 @@ class CheckedAdapter:
         return getattr(self.inner, name)
 
     def evaluate(self, encoder: Encoder, task: Any, split: str) -> Any:
-        wrapped = checked_encoder(encoder, self.inner)
+        wrapped = checked_encoder(encoder, self.inner, task)
         return wrapped.annotate(self.inner.evaluate(wrapped, task, split))  # type: ignore[attr-defined]
 
 

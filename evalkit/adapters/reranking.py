@@ -38,7 +38,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BeforeValidator, Field
 
-from evalkit.adapters.base import TaskAdapter, TaskOutcome, embed, emit, fit_if_needed
+from evalkit.adapters.base import Scaling, TaskAdapter, TaskOutcome, embed, emit, fit_if_needed
 from evalkit.adapters.records import Record, parse_record
 from evalkit.adapters.retrieval import DEFAULT_K, FAMILIES, RetrievalAdapter, RetrievalSettings, _unit, evaluate_run, iter_corpus
 from evalkit.data import read_many
@@ -104,6 +104,11 @@ class Ranking:
 class RerankingAdapter(TaskAdapter):
     task_type: ClassVar[str] = "reranking"
     scale_invariant: ClassVar[bool] = True  # every metric is unchanged when all vectors are scaled alike
+
+    def vector_scaling(self, task: TaskSpec) -> Scaling:
+        """Cosine ranks each query's documents alike whatever each vector's length; a dot product only under one common scale."""
+        return "row" if task.settings_as(RerankingSettings).similarity == "cosine" else "uniform"
+
     main_metric: ClassVar[str] = MAIN
     unit_bounds: ClassVar[dict[str, tuple[float, float]]] = {MAIN: (0.0, 1.0)}
     Settings: ClassVar[type[Schema]] = RerankingSettings

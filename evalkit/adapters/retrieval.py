@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from evalkit import subset
-from evalkit.adapters.base import TaskAdapter, TaskOutcome, embed, emit, fit_if_needed, where
+from evalkit.adapters.base import Scaling, TaskAdapter, TaskOutcome, embed, emit, fit_if_needed, where
 from evalkit.data import iter_jsonl, read_rows
 from evalkit.encoders.base import CorpusFitted, Encoder, Role
 from evalkit.errors import DataError, EvalkitError
@@ -126,6 +126,11 @@ def iter_corpus(path: Path, chunk_size: int) -> Iterator[list[tuple[str, str, in
 class RetrievalAdapter(TaskAdapter):
     task_type: ClassVar[str] = "retrieval"
     scale_invariant: ClassVar[bool] = True  # every metric is unchanged when all vectors are scaled alike
+
+    def vector_scaling(self, task: TaskSpec) -> Scaling:
+        """Cosine ranks each query's documents alike whatever each vector's length; a dot product only under one common scale."""
+        return "row" if task.settings_as(RetrievalSettings).similarity == "cosine" else "uniform"
+
     main_metric: ClassVar[str] = "ndcg_at_10"
     unit_bounds: ClassVar[dict[str, tuple[float, float]]] = {"ndcg_at_10": (0.0, 1.0)}
     Settings: ClassVar[type[Schema]] = RetrievalSettings

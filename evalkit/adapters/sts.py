@@ -10,7 +10,9 @@ with ``settings.columns``); several files for one split are concatenated (MTEB's
 SICK-R scores train+trial+test). Blank sentences, duplicate pairs and pairs repeated
 with a different score are warnings (``TaskOutcome.warnings``); a split whose gold
 scores are all equal, or whose sentences are all blank, is refused: its correlation
-is undefined.
+is undefined; an encoder that gives every pair one similarity is refused, naming it. When the
+vector check gave some vectors their own power of two (:class:`~evalkit.adapters.base.VectorCheck`), the
+Euclidean, Manhattan and dot scores, which depend on each vector's length, are reported as None.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from evalkit.adapters.base import TaskAdapter, TaskOutcome, embed_pairs, emit, f
 from evalkit.adapters.similarity import similarities
 from evalkit.data import read_many
 from evalkit.encoders.base import Encoder
-from evalkit.errors import DataError
+from evalkit.errors import DataError, EvalkitError
 from evalkit.schemas import Finite, Schema
 from evalkit.schemas.task import Column, distinct_columns
 from evalkit.stats import pearson, spearman, spearman_counts
@@ -89,6 +91,8 @@ def correlations(gold: np.ndarray, sims: dict[str, np.ndarray]) -> dict[str, flo
 class STSAdapter(TaskAdapter):
     task_type: ClassVar[str] = "sts"
     scale_invariant: ClassVar[bool] = True  # every metric is unchanged when all vectors are scaled alike
+    row_invariant: ClassVar[bool] = True  # the cosine metrics are unchanged when each vector is scaled on its own...
+    row_dependent_metrics: ClassVar[tuple[str, ...]] = ("manhattan_", "euclidean_", "dot_")  # ...these are not
     main_metric: ClassVar[str] = "cosine_spearman"
     unit_bounds: ClassVar[dict[str, tuple[float, float]]] = {"cosine": (-1.0, 1.0)}
     Settings: ClassVar[type[Schema]] = STSSettings
@@ -142,6 +146,12 @@ class STSAdapter(TaskAdapter):
         data = self.load(task, split)
         n = len(data.gold)
         sims = similarities(*embed_pairs(encoder, data.sentences1, data.sentences2))
+        if np.ptp(sims["cosine"]) == 0:  # the gold scores differ (checked when loading): a constant similarity is the encoder's
+            raise EvalkitError(
+                f"encoder {encoder.spec} gives all {n} pairs the same cosine similarity ({float(sims['cosine'][0]):.6g}); "
+                "its correlation with the gold scores is undefined",
+                hint="the encoder is at fault, not the task's data: check that its vectors depend on the text",
+            )
         return TaskOutcome(
             main_metric=self.main_metric,
             scores=correlations(data.gold, sims),

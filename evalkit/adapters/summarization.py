@@ -7,7 +7,10 @@ correlations are averaged over texts, as mteb's ``SummarizationEvaluator`` does.
 Relevance is min-max normalised with the task's score range first (MTEB's SummEval
 uses 0..5), which changes neither correlation. A text whose relevance scores, best
 cosines or best dot products are all equal has no correlation and is skipped, as in
-MTEB; the result's details count the skipped texts. Main score: ``cosine_spearman``;
+MTEB; the result's details count the skipped texts. When the vector check had to give some vectors
+their own power of two (magnitudes outside float32's comfortable range, :class:`~evalkit.adapters.base.VectorCheck`),
+the dot products are no longer the model's: the dot metrics are reported as None and do not decide which texts are
+skipped. An encoder that gives every rated text constant similarities is refused, naming it. Main score: ``cosine_spearman``;
 ``spearman``/``pearson`` are mteb's "model similarity" pair (cosine again, computed
 pair by pair as mteb does, so float32 near-ties may order differently).
 
@@ -36,11 +39,21 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from evalkit import subset
-from evalkit.adapters.base import TaskAdapter, TaskOutcome, embed, emit, finite, fit_if_needed, quality_warnings, where
+from evalkit.adapters.base import (
+    TaskAdapter,
+    TaskOutcome,
+    embed,
+    emit,
+    finite,
+    fit_if_needed,
+    quality_warnings,
+    rows_rescaled,
+    where,
+)
 from evalkit.adapters.records import Record, parse_record
 from evalkit.data import Row, read_many
 from evalkit.encoders.base import Encoder
-from evalkit.errors import DataError
+from evalkit.errors import DataError, EvalkitError
 from evalkit.schemas import Finite, Name, Schema, Text
 from evalkit.schemas.task import Column, distinct_columns
 from evalkit.stats import pearson, spearman
@@ -145,6 +158,8 @@ def correlate(gold: np.ndarray, predicted: np.ndarray, with_pvalues: bool) -> tu
 class SummarizationAdapter(TaskAdapter):
     task_type: ClassVar[str] = "summarization"
     scale_invariant: ClassVar[bool] = True  # every metric is unchanged when all vectors are scaled alike
+    row_invariant: ClassVar[bool] = True  # the cosine metrics are unchanged when each vector is scaled on its own...
+    row_dependent_metrics: ClassVar[tuple[str, ...]] = ("dot_",)  # ...the dot products are not
     main_metric: ClassVar[str] = "cosine_spearman"
     unit_bounds: ClassVar[dict[str, tuple[float, float]]] = {"cosine_spearman": (-1.0, 1.0)}
     Settings: ClassVar[type[Schema]] = SummarizationSettings
@@ -228,11 +243,12 @@ class SummarizationAdapter(TaskAdapter):
         texts = list(position)
         fit_if_needed(encoder, texts)
         vectors = embed(encoder, texts)
+        dot_known = not rows_rescaled(encoder)  # vectors scaled each on its own: dot products are not the model's, nor used
         per_text: dict[str, list[float | None]] = {metric: [] for metric in METRICS}
         skipped = []
         for i, ((human_ids, machine_ids), gold) in enumerate(zip(ids, data.gold, strict=True)):
             cosine, dot, pairwise = best_scores(vectors[machine_ids], vectors[human_ids])
-            if len(set(gold.tolist())) == 1 or len(set(dot.tolist())) == 1 or len(set(cosine.tolist())) == 1:
+            if len(set(gold.tolist())) == 1 or (dot_known and len(set(dot.tolist())) == 1) or len(set(cosine.tolist())) == 1:
                 skipped.append(i)  # MTEB's rule: no correlation with a constant side
                 for metric in METRICS:
                     per_text[metric].append(None)
@@ -243,6 +259,13 @@ class SummarizationAdapter(TaskAdapter):
                 per_text[f"{name}_pearson"].append(finite(r))
             if per_text["cosine_spearman"][-1] is None:  # undefined on this text: counted with the skipped ones, never dropped unsaid
                 skipped.append(i)
+        if all(v is None for v in per_text["cosine_spearman"]):
+            rated = sum(1 for gold in data.gold if len(set(gold.tolist())) > 1)
+            raise EvalkitError(  # every text whose ratings differ got constant similarities: the vectors, not the data
+                f"encoder {encoder.spec} gives the machine summaries of each of the {rated} rated texts the same similarity; "
+                "no text has a correlation to average",
+                hint="the encoder is at fault, not the task's data: check that its vectors depend on the text",
+            )
         scores: dict[str, float | None] = {}
         for metric, values in per_text.items():
             defined = [v for v in values if v is not None]
