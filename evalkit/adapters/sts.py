@@ -147,10 +147,13 @@ class STSAdapter(TaskAdapter):
         n = len(data.gold)
         sims = similarities(*embed_pairs(encoder, data.sentences1, data.sentences2))
         if np.ptp(sims["cosine"]) == 0:  # the gold scores differ (checked when loading): a constant similarity is the encoder's
+            selves = all(a == b for a, b in zip(data.sentences1, data.sentences2, strict=True))  # ... unless the data makes it
             raise EvalkitError(
                 f"encoder {encoder.spec} gives all {n} pairs the same cosine similarity ({float(sims['cosine'][0]):.6g}); "
-                "its correlation with the gold scores is undefined",
-                hint="the encoder is at fault, not the task's data: check that its vectors depend on the text",
+                "'cosine_spearman' is undefined (its correlation with the gold scores)",
+                hint="every pair is a sentence with itself, so any encoder gives them one similarity: fix the data"
+                if selves
+                else "the encoder is at fault, not the task's data: check that its vectors depend on the text",
             )
         return TaskOutcome(
             main_metric=self.main_metric,
