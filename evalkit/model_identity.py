@@ -310,6 +310,9 @@ class _Digester:
         if torch is not None and isinstance(value, torch.dtype | torch.device | torch.Size):
             self.put(type(value).__name__, repr(value))
             return
+        if isinstance(value, re.Pattern):  # a compiled pattern is its source and flags (transformers 5.0 keeps some on models)
+            self.put("pattern", value.pattern, value.flags)
+            return
         if isinstance(value, list | tuple | set | frozenset | dict):
             self._container(value, where)
             if type(value) not in (list, tuple, set, frozenset, dict):  # a subclass: its class and own attributes too
