@@ -228,7 +228,7 @@ class VectorCheck(EncoderWrapper):
                 )
             return None
         if self.exponent is None:
-            if low >= RESCALE_BELOW and high <= RESCALE_ABOVE:
+            if RESCALE_BELOW <= high <= RESCALE_ABOVE:  # the largest decides, as MTEB's float32 arithmetic sees it
                 self.exponent = 0
             else:
                 common = _common_exponent(low, high)
