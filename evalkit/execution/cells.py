@@ -195,7 +195,8 @@ def _score_cell(encoder: MeteredEncoder, cell: Cell) -> CellResult:
         adapter = adapter_for(cell.task.type)
         outcome = adapter.evaluate(encoder, cell.task, cell.split)
     except Exception as exc:  # one bad cell must not stop the matrix
-        return failed(cell, exc)
+        # a forward pass it ran (which siblings of a pooling sweep may read) is kept with the failure: what it cost
+        return failed(cell, exc, throughput=_spent(encoder))
     notes = [_writable(str(w)) for w in getattr(outcome, "warnings", ()) or ()]
     metric = str(base["main_metric"])
     scores = {str(k): _finite_or_none(v) for k, v in outcome.scores.items()}
@@ -235,6 +236,15 @@ def _score_cell(encoder: MeteredEncoder, cell: Cell) -> CellResult:
     except Exception as exc:  # a non-finite or malformed value from an adapter or encoder
         return failed(cell, exc, warnings=notes)
     return result
+
+
+def _spent(encoder: MeteredEncoder) -> dict[str, Any] | None:
+    """What a failed cell's encoder had done (None when it encoded nothing or cannot say)."""
+    try:
+        spent = encoder.reset().as_dict()
+    except Exception:  # the encoder that just failed: its failure is the cell's error, not this
+        return None
+    return spent if spent.get("forward_batches") or spent.get("texts") else None
 
 
 def failed(
