@@ -228,7 +228,10 @@ class VectorCheck(EncoderWrapper):
                 )
             return None
         if self.exponent is None:
-            if RESCALE_BELOW <= high <= RESCALE_ABOVE:  # the largest decides, as MTEB's float32 arithmetic sees it
+            # cosine types: the largest decides (a short vector is MTEB's to normalise or not); types that compare lengths:
+            # every vector must fit, and one exact power of two for all changes no rank
+            fits = high <= RESCALE_ABOVE and (high if self.scaling == "row" else low) >= RESCALE_BELOW
+            if fits:
                 self.exponent = 0
             else:
                 common = _common_exponent(low, high)
