@@ -346,7 +346,6 @@ def test_a_duplicated_summarization_record_is_stated(tmp_path: Path) -> None:
 
 def test_mteb_protocol_subset_must_exist(tmp_path: Path) -> None:
     """protocol = "mteb:STS17:xx-yy" loaded as if the subset existed: now exit 2 naming the protocol line."""
-    pytest.importorskip("mteb")
     from evalkit.errors import DataError
     from evalkit.taskspec import load_task_file
 

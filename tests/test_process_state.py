@@ -66,7 +66,6 @@ def test_library_calls_and_evaluate_leave_process_state_unchanged(tiny_bert: Pat
     """Generators (cells seed them to 0), the caller's gc.freeze(), threads, logging, streams and umask, with the onnx backend too."""
     import json
 
-    pytest.importorskip("onnxruntime")
     env = {**os.environ, "EVALKIT_CPU_STREAMS": "2"}
     specs = [f"hf:{tiny_bert}", "sbert:all-MiniLM-L6-v2", f"onnx:{tiny_bert}"]
     done = subprocess.run([sys.executable, "-c", PROBE, *specs], cwd=REPO, env=env, capture_output=True, text=True)

@@ -21,8 +21,6 @@ from evalkit.encoders import load_encoder
 from evalkit.errors import ModelUnavailableError
 from tests.conftest import REPO
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +141,6 @@ def test_onnx_and_openvino_runs_write_nothing_under_the_home_folder(tiny_bert: P
 
 def test_openvino_import_writes_nothing_under_the_home_folder_and_keeps_what_the_user_set(tmp_path: Path) -> None:
     """``CI`` set by the user (to anything) is theirs: kept as it was; another of the package's switches is used for the import."""
-    pytest.importorskip("openvino")
     home = tmp_path / "home"
     home.mkdir()
     probe = (
