@@ -21,7 +21,6 @@ from evalkit.encoders import load_encoder
 from evalkit.errors import ModelUnavailableError
 from tests.conftest import REPO
 
-
 pytestmark = pytest.mark.slow
 
 TEXTS = ["a first sentence", "and a second, longer one with more words in it", "third"]
